@@ -1,0 +1,1 @@
+"""Sparse MLP activation caches in the NEX reference layout (plus a manifest)."""
