@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Speed and memory of the NEX core on the issue's 400-response cache, from one run.
+
+Builds the cache (``make_cache.py OUT --responses 400 --rows-lo 80 --rows-hi 250 --seed 7``, about
+20M entries) unless ``--cache DIR`` is given, then times, each in a fresh process:
+
+1. the I/O floor: a process that reads every cache array once;
+2. ``nex run`` end to end (``python -m nex_interp run CACHE -o OUT`` when that command exists,
+   otherwise a script doing the same through the core API on memory-mapped arrays);
+3. the straightforward per-row loop (``tests/oracle_nex.py``) on the first responses, extrapolated
+   to the whole cache by entry count.
+
+Wall times include interpreter start-up and imports. Peak RSS is each child's own maxrss
+(``os.wait4``). Prints the ratios; ``--json FILE`` also writes them.
+
+    .venv/bin/python benchmarks/core_speed.py [--cache DIR] [--make-cache PATH] [--oracle-responses N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ARRAYS = ["rows/sample_row_ptr.int64", "rows/row_ptr.int64", "rows/token_row_ptr.int64", "rows/keys.uint32",
+          "rows/w_sum.float16", "base/row_ptr.int64", "base/keys.uint32", "base/w_sum.float16"]
+
+FLOOR = """
+import sys, numpy as np
+total = 0
+for name in {arrays!r}:
+    a = np.fromfile(sys.argv[1] + '/' + name, dtype=np.uint8)
+    total += a.size
+print(total)
+"""
+
+API_RUN = """
+import json, sys, time
+import numpy as np
+t0 = time.perf_counter()
+from nex_interp.cache.arrays import CacheArrays
+from nex_interp.core import NexParams, learn_weights, nex_score, score_responses
+d = sys.argv[1]
+mm = lambda n, t: np.memmap(d + '/' + n, dtype=t, mode='r')
+c = CacheArrays(mm('rows/sample_row_ptr.int64', np.int64), mm('rows/row_ptr.int64', np.int64),
+                mm('rows/token_row_ptr.int64', np.int64), mm('rows/keys.uint32', np.uint32),
+                mm('rows/w_sum.float16', np.float16), mm('base/row_ptr.int64', np.int64),
+                mm('base/keys.uint32', np.uint32), mm('base/w_sum.float16', np.float16))
+t1 = time.perf_counter()
+w = learn_weights(c, NexParams())
+t2 = time.perf_counter()
+g = score_responses(c, w)
+t3 = time.perf_counter()
+np.savez(sys.argv[2] + '/weights.npz', index=w.index, weight=w.weight)
+np.savetxt(sys.argv[2] + '/scores.csv', g, delimiter=',')
+print(json.dumps({{'import_open_s': t1 - t0, 'learn_s': t2 - t1, 'score_s': t3 - t2, 'n_weights': len(w),
+                  'nex_score': nex_score(g)}}))
+"""
+
+ORACLE = """
+import json, sys, time
+sys.path.insert(0, {tests!r})
+import numpy as np
+from synth_cache import read_reference_layout
+import oracle_nex
+c = read_reference_layout(sys.argv[1], mmap=True)
+k = int(sys.argv[2])
+oracle_nex.library_labels(np.array([0.0, 1.0, 2.0, 5.0]), 0.95)  # import the libraries before timing
+t0 = time.perf_counter()
+w = oracle_nex.learn(c, responses=range(k))
+t1 = time.perf_counter()
+# score the same responses (GMF over their base vectors) with the per-row loop
+sub = type(c)(c.sample_row_ptr[:k + 1], c.row_ptr, c.token_row_ptr, c.keys, c.mass, c.base_ptr[:k + 1],
+              c.base_keys, c.base_mass, c.scheme)
+oracle_nex.gmf(sub, w)
+t2 = time.perf_counter()
+print(json.dumps({{'learn_s': t1 - t0, 'score_s': t2 - t1, 'entries': int(c.row_ptr[c.sample_row_ptr[k]]),
+                  'base_entries': int(c.base_ptr[k])}}))
+"""
+
+
+def run_child(argv: list[str], env: dict | None = None) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS MiB, stdout, CPU seconds) of one fresh child process."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile(mode="w+") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read() if proc.stderr else ""
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"child {argv[:3]} failed with status {proc.returncode}:\n{err[-2000:]}")
+    return wall, usage.ru_maxrss / 1024.0, text, usage.ru_utime + usage.ru_stime
+
+
+def cli_has_run() -> bool:
+    r = subprocess.run([sys.executable, "-m", "nex_interp", "run", "--help"], capture_output=True, text=True, cwd=REPO)
+    return r.returncode == 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cache", type=Path, help="use (or build, if missing) the cache here instead of a temp dir")
+    p.add_argument("--make-cache", type=Path, default=REPO / ".." / "shared" / "tools" / "make_cache.py")
+    p.add_argument("--responses", type=int, default=400)
+    p.add_argument("--rows-lo", type=int, default=80)
+    p.add_argument("--rows-hi", type=int, default=250)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--oracle-responses", type=int, default=6, help="responses the per-row loop runs on")
+    p.add_argument("--api", action="store_true", help="time only the core API script, not `nex run`")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    a = p.parse_args()
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    tmp = tempfile.TemporaryDirectory(prefix="nex_core_speed_")
+    cache = a.cache or Path(tmp.name) / "cache"
+    if not (cache / "rows" / "keys.uint32").exists():
+        print(f"building the cache in {cache} ...", flush=True)
+        subprocess.run([sys.executable, str(a.make_cache), str(cache), "--responses", str(a.responses), "--rows-lo",
+                        str(a.rows_lo), "--rows-hi", str(a.rows_hi), "--seed", str(a.seed)], check=True, env=env)
+    disk = sum((cache / n).stat().st_size for n in ARRAYS)
+    py = sys.executable
+
+    # warm the page cache once so that every timed process sees the same state
+    run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env)
+    floor_s, floor_rss, _, floor_cpu = run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env)
+
+    api_dir = Path(tmp.name) / "api_out"
+    api_dir.mkdir(parents=True, exist_ok=True)
+    api_s, api_rss, text, api_cpu = run_child([py, "-c", API_RUN.format(), str(cache), str(api_dir)], env)
+    detail = json.loads(text.strip().splitlines()[-1])
+    if cli_has_run() and not a.api:
+        how = "python -m nex_interp run CACHE -o OUT"
+        run_s, run_rss, _, run_cpu = run_child([py, "-m", "nex_interp", "run", str(cache), "-o",
+                                                str(Path(tmp.name) / "run_out")], env)
+    else:
+        how = "core API script (no `nex run` command in this checkout)"
+        run_s, run_rss, run_cpu = api_s, api_rss, api_cpu
+
+    k = a.oracle_responses
+    o_s, o_rss, text, _ = run_child([py, "-c", ORACLE.format(tests=str(REPO / "tests")), str(cache), str(k)], env)
+    o = json.loads(text.strip().splitlines()[-1])
+    import numpy as np
+
+    n_entries = int(np.memmap(cache / "rows/row_ptr.int64", dtype=np.int64, mode="r")[-1])
+    n_base = int(np.memmap(cache / "base/row_ptr.int64", dtype=np.int64, mode="r")[-1])
+    loop_s = o["learn_s"] * n_entries / o["entries"] + o["score_s"] * n_base / o["base_entries"]
+
+    fig = {
+        "cache_entries": n_entries,
+        "cache_mib_on_disk": disk / 2**20,
+        "io_floor_s": floor_s,
+        "io_floor_cpu_s": floor_cpu,
+        "run_s": run_s,
+        "run_cpu_s": run_cpu,
+        "run_over_floor_cpu": run_cpu / floor_cpu,
+        "run_measured_as": how,
+        "api_s": api_s,
+        "api_cpu_s": api_cpu,
+        "api_peak_rss_mib": api_rss,
+        "api_over_floor": api_s / floor_s,
+        "api_over_floor_cpu": api_cpu / floor_cpu,
+        "api_detail": detail,
+        "per_row_loop_extrapolated_s": loop_s,
+        "per_row_loop_responses": k,
+        "run_over_floor": run_s / floor_s,
+        "loop_over_run": loop_s / run_s,
+        "floor_peak_rss_mib": floor_rss,
+        "run_peak_rss_mib": run_rss,
+        "run_rss_over_cache_size": run_rss / (disk / 2**20),
+    }
+    print(f"cache: {n_entries / 1e6:.1f}M entries, {disk / 2**20:.0f} MiB on disk ({cache})")
+    print(f"I/O floor (fresh process reads every array once): {floor_s:.2f} s wall, {floor_cpu:.2f} s CPU, "
+          f"peak RSS {floor_rss:.0f} MiB")
+    print(f"core API (learn_weights + score_responses, memmapped arrays): {api_s:.2f} s wall, {api_cpu:.2f} s CPU, "
+          f"peak RSS {api_rss:.0f} MiB; in-process: learn {detail['learn_s']:.2f} s, score {detail['score_s']:.2f} s")
+    print(f"nex run [{how}]: {run_s:.2f} s wall, {run_cpu:.2f} s CPU, peak RSS {run_rss:.0f} MiB")
+    print(f"per-row loop (oracle, {k} responses, extrapolated): {loop_s:.1f} s")
+    mib = disk / 2**20
+    print(f"ratios: nex run / floor = {run_s / floor_s:.2f} wall, {run_cpu / floor_cpu:.2f} CPU (target <= 2); "
+          f"core API / floor = {api_s / floor_s:.2f} wall, {api_cpu / floor_cpu:.2f} CPU; "
+          f"loop / nex run = {loop_s / run_s:.1f}, loop / core API = {loop_s / api_s:.1f}; "
+          f"peak RSS / cache size = {run_rss / mib:.2f} nex run, {api_rss / mib:.2f} core API (target < 2)")
+    if a.json:
+        a.json.write_text(json.dumps(fig, indent=2) + "\n")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Explore/exploit phase segmentation of a response's novelty slopes (NEX-ALGORITHM.md, step 3).
+
+``y = log1p(slope)`` is detrended against ``log1p(row)``, robustly standardised (median/MAD), fitted
+with a 2-component Gaussian mixture and decoded with a sticky 2-state HMM; the state with the larger
+mean is Explore (E). Runs shorter than ``min_run`` are then merged into their neighbours.
+
+Two equivalent paths decode the z-scores: the library path (scikit-learn + hmmlearn, exactly as the
+spec names them; imported lazily) and the batched fast path of :mod:`.mixture`, which hands any
+series it cannot decide bit-safely to the library path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .cycles import median
+from .mixture import VAR_FLOOR, fit_two_gaussians, sticky_viterbi
+from .params import EPS
+
+if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
+    from jaxtyping import Bool, Float
+
+#: responses with fewer kept rows than this are all Exploit
+MIN_PHASE_ROWS = 3
+BACKENDS = ("fast", "library")
+
+
+def robust_z(slopes: Float[np.ndarray, " n"]) -> tuple[np.ndarray, bool]:
+    """z-scores of the detrended log-slopes, and whether the MAD was usable (else ``z = r - med``)."""
+    y = np.log1p(np.maximum(np.asarray(slopes, dtype=np.float64), 0.0))
+    x = np.log1p(np.arange(len(y), dtype=np.float64))
+    xm = x.mean()
+    dx = x - xm
+    denom = float(np.dot(dx, dx))
+    if denom > 0 and np.all(np.isfinite(y)):
+        ym = y.mean()
+        b = float(np.dot(dx, y - ym)) / denom
+        a = ym - b * xm
+        r = y - (a + b * x)
+    else:
+        r = y - median(y)
+    med = median(r)
+    mad = median(np.abs(r - med))
+    if not np.isfinite(mad) or mad <= 0:
+        return r - med, False
+    return (r - med) / (mad + EPS), True
+
+
+def smooth_runs(labels: Bool[np.ndarray, " n"], min_run: int) -> np.ndarray:
+    """Min-run smoothing in place, walking runs left to right: a run shorter than ``min_run`` takes the
+    label of the row before it (a leading run: of the row after it). Returns ``labels``."""
+    n = len(labels)
+    if n == 0 or min_run <= 1:
+        return labels
+    starts = np.flatnonzero(np.concatenate(([True], labels[1:] != labels[:-1])))
+    stops = np.append(starts[1:], n)
+    short = np.flatnonzero(stops - starts < min_run)
+    for k in short.tolist():  # runs are fixed by the original labels; only their values change in place
+        i, j = int(starts[k]), int(stops[k])
+        if i > 0:
+            labels[i:j] = labels[i - 1]
+        elif j < n:
+            labels[i:j] = labels[j]
+    return labels
+
+
+def library_phase_labels(z: Float[np.ndarray, " n"], rho: float) -> np.ndarray:
+    """E labels from scikit-learn's GaussianMixture + hmmlearn's GaussianHMM Viterbi (the spec's exact
+    calls); ``z > 0`` if either raises, as the spec prescribes."""
+    from hmmlearn.hmm import GaussianHMM
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    z = np.asarray(z, dtype=np.float64)
+    X = z.reshape(-1, 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gmm = GaussianMixture(2, covariance_type="diag", init_params="kmeans", random_state=0, max_iter=50,
+                                  reg_covar=1e-6).fit(X)
+            means = gmm.means_
+            hmm = GaussianHMM(2, covariance_type="diag", init_params="", params="")
+            hmm.startprob_ = np.array([0.5, 0.5])
+            hmm.transmat_ = np.array([[rho, 1 - rho], [1 - rho, rho]])
+            hmm.means_ = means
+            hmm.covars_ = np.maximum(gmm.covariances_, VAR_FLOOR)
+            _, states = hmm.decode(X, algorithm="viterbi")
+        return states == int(np.argmax(means[:, 0]))
+    except Exception:  # noqa: BLE001 -- the spec: "If anything in this step raises, E = z > 0"
+        return z > 0
+
+
+#: the fast decoder pads series to a common length; a batch holds at most about this many cells
+BATCH_CELLS = 262_144
+
+
+def _decode_batch(zs: Sequence[np.ndarray], rho: float) -> list[np.ndarray]:
+    lengths = np.array([len(z) for z in zs])
+    n_max = int(lengths.max())
+    x = np.zeros((len(zs), n_max))
+    valid = np.arange(n_max)[None, :] < lengths[:, None]
+    for k, z in enumerate(zs):
+        x[k, : len(z)] = z
+    with np.errstate(all="ignore"):
+        g = fit_two_gaussians(x, valid)
+        states = sticky_viterbi(x, valid, g, rho)
+    e_state = np.where(g.means[:, 1] > g.means[:, 0], 1, 0)
+    out = []
+    for k, z in enumerate(zs):
+        if g.unsure[k]:
+            out.append(library_phase_labels(z, rho))
+        elif g.failed[k]:
+            out.append(z > 0)
+        else:
+            out.append(states[k, : len(z)] == e_state[k])
+    return out
+
+
+def _fast_phase_labels(zs: Sequence[np.ndarray], rho: float) -> list[np.ndarray]:
+    """Fast-path labels, series batched by similar length so that padding stays small and bounded."""
+    order = sorted(range(len(zs)), key=lambda k: len(zs[k]))
+    out: list[np.ndarray] = [np.zeros(0, dtype=bool)] * len(zs)
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while stop < len(order) and (stop - start + 1) * len(zs[order[stop]]) <= BATCH_CELLS:
+            stop += 1
+        group = order[start:stop]
+        for k, lab in zip(group, _decode_batch([zs[k] for k in group], rho)):
+            out[k] = lab
+        start = stop
+    return out
+
+
+def segment_phases_batch(slopes: Sequence[np.ndarray], rho: float = 0.95, min_run: int = 2,
+                         backend: str = "fast") -> list[np.ndarray]:
+    """:func:`segment_phases` for many responses at once (one batched fit on the fast backend)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown phase backend {backend!r}: use one of {BACKENDS}")
+    labels: list[np.ndarray | None] = [None] * len(slopes)
+    pending: list[int] = []
+    zs: list[np.ndarray] = []
+    for k, s in enumerate(slopes):
+        if len(s) < MIN_PHASE_ROWS:
+            labels[k] = np.zeros(len(s), dtype=bool)
+            continue
+        z, mad_ok = robust_z(s)
+        if not mad_ok:
+            labels[k] = smooth_runs(z > 0, min_run)
+            continue
+        pending.append(k)
+        zs.append(z)
+    if zs:
+        decoded = _fast_phase_labels(zs, rho) if backend == "fast" else [library_phase_labels(z, rho) for z in zs]
+        for k, lab in zip(pending, decoded):
+            labels[k] = smooth_runs(np.asarray(lab, dtype=bool).copy(), min_run)
+    return labels  # type: ignore[return-value]
+
+
+def segment_phases(slopes: Float[np.ndarray, " n"], rho: float = 0.95, min_run: int = 2,
+                   backend: str = "fast") -> Bool[np.ndarray, " n"]:
+    """Explore (True) / Exploit (False) label per row of one response's novelty slopes.
+
+    ``backend="library"`` uses scikit-learn and hmmlearn directly (slow to import); ``"fast"`` (default)
+    gives the same labels from a numpy re-implementation, deferring to the library when unsure.
+    """
+    return segment_phases_batch([np.asarray(slopes, dtype=np.float64)], rho, min_run, backend)[0]

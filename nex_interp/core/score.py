@@ -1,0 +1,94 @@
+"""Scoring responses with neuron weights: the Good-Mass Fraction, the NEX score and the log gap."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..cache.arrays import CacheArrays
+from ..errors import WeightsError
+from ..neuron_weights import NeuronWeights
+from ..keys import OUT_OF_RANGE, REF_TABLE_SIZE
+from .rows import _F16_BAD, dense_index
+
+if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
+    from jaxtyping import Float
+
+#: score base vectors in chunks of about this many entries
+CHUNK_ENTRIES = 1_000_000
+
+
+def _check_scheme(cache: CacheArrays, weights: NeuronWeights) -> None:
+    if cache.scheme != weights.scheme:
+        raise WeightsError(
+            f"the weights use key scheme {weights.scheme.to_dict()} but the cache uses {cache.scheme.to_dict()}: "
+            "learn weights on a cache of the same model"
+        )
+
+
+def _segment_sums(values: np.ndarray, counts: np.ndarray, ufunc=np.add) -> np.ndarray:
+    """Per-segment reduction of contiguous segments given by ``counts`` (empty segments: 0)."""
+    out = np.zeros(len(counts), dtype=np.float64 if ufunc is np.add else values.dtype)
+    nonempty = counts > 0
+    if nonempty.any():
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
+        out[nonempty] = ufunc.reduceat(values, starts)
+    return out
+
+
+def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndarray, " n_responses"]:
+    """GMF per response (float64 [n_responses]; NaN where the sanitised base vector is empty).
+
+    ``GMF = sum(mass * max(w, 0)) / sum(mass * |w|)`` over the response's base vector, 0 when the
+    denominator is 0.
+    """
+    _check_scheme(cache, weights)
+    table = weights.dense()
+    n = cache.n_responses
+    out = np.full(n, np.nan)
+    ptr = np.asarray(cache.base_ptr, dtype=np.int64)
+    start = 0
+    while start < n:
+        stop = int(np.searchsorted(ptr, ptr[start] + CHUNK_ENTRIES, side="right")) - 1
+        stop = min(max(stop, start + 1), n)
+        b0, b1 = int(ptr[start]), int(ptr[stop])
+        counts = np.diff(ptr[start:stop + 1])
+        keys = np.asarray(cache.base_keys[b0:b1])
+        bits = np.asarray(cache.base_mass[b0:b1]).view(np.uint16)
+        ok = counts > 0
+        if b1 > b0 and cache.scheme.name == "ref22" and int(keys.max()) < REF_TABLE_SIZE and int(bits.max()) < _F16_BAD:
+            w = table[keys]
+        else:
+            idx = dense_index(cache.scheme, keys)
+            keep = idx >= 0
+            resp = np.repeat(np.arange(len(counts)), counts)
+            ok &= np.bincount(resp[keep], minlength=len(counts)) > 0
+            ok &= np.bincount(resp[idx == OUT_OF_RANGE], minlength=len(counts)) == 0
+            bits = np.where(keep & (bits < _F16_BAD), bits, 0).astype(np.uint16)
+            w = np.where(keep, table[np.where(keep, idx, 0)], np.float32(0))
+        ok &= _segment_sums(bits, counts, np.maximum) > 0
+        m = bits.view(np.float16).astype(np.float64)
+        w = w.astype(np.float64)
+        good = _segment_sums(m * np.maximum(w, 0.0), counts)
+        absm = _segment_sums(m * np.abs(w), counts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gmf = np.where(absm > 0, good / absm, 0.0)
+        out[start:stop] = np.where(ok, gmf, np.nan)
+        start = stop
+    return out
+
+
+def nex_score(gmf: Float[np.ndarray, " n"]) -> float:
+    """Mean GMF over responses, NaNs ignored (NaN if no response has a score)."""
+    g = np.asarray(gmf, dtype=np.float64)
+    g = g[~np.isnan(g)]
+    return float(g.mean()) if g.size else float("nan")
+
+
+def log_gap(score: float) -> float:
+    """``-log10(max(1 - clip(score, 0, 1), 1e-12))``: spreads scores crowding near 1 (NaN stays NaN)."""
+    if score is None or math.isnan(score):
+        return float("nan")
+    return -math.log10(max(1.0 - min(max(float(score), 0.0), 1.0), 1e-12))
