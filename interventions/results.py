@@ -1,0 +1,123 @@
+"""Turn per-problem correctness into the results table, the dose-response plot and the summary.
+
+Each evaluated *unit* (one condition, one k, one random seed) has a 0/1 correctness vector over the
+same problems as the untouched recipient. A condition's ``delta`` is its mean paired difference
+from the untouched recipient; ``ci_low``/``ci_high`` are the percentile bootstrap interval of that
+delta, resampling problems (the same resample for both arms: paired). Random sets are pooled over
+their seeds by averaging each problem's correctness over the seeds first.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nex_interp.atomic import atomic_path
+from nex_interp.selection.bootstrap import bootstrap_mean_ci
+
+RESULT_COLUMNS = ("condition", "k", "accuracy", "delta", "ci_low", "ci_high", "n")
+#: rows that are not interventions: the untouched recipient (delta 0) and the donor
+REFERENCE_CONDITIONS = ("recipient", "donor")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One line of ``results.csv``."""
+
+    condition: str
+    k: int
+    accuracy: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def paired_row(condition: str, k: int, correct: np.ndarray, baseline: np.ndarray, n_boot: int, seed: int = 0) -> ResultRow:
+    """Accuracy of ``correct`` and its paired bootstrap delta against ``baseline`` (same problems)."""
+    correct = np.asarray(correct, dtype=np.float64)
+    baseline = np.asarray(baseline, dtype=np.float64)
+    if correct.shape != baseline.shape:
+        raise ValueError(f"{condition} k={k}: {correct.shape} results against a baseline of {baseline.shape}")
+    ci = bootstrap_mean_ci(correct - baseline, n_boot=n_boot, seed=seed)
+    return ResultRow(condition, int(k), float(correct.mean()), ci.estimate, ci.low, ci.high, int(correct.size))
+
+
+def aggregate(units: dict[tuple[str, int, int | None], np.ndarray], baseline: np.ndarray, n_boot: int) -> list[ResultRow]:
+    """Result rows from ``{(condition, k, seed or None): correctness}``; random seeds are pooled."""
+    rows = [paired_row("recipient", 0, baseline, baseline, n_boot)]
+    if ("donor", 0, None) in units:
+        rows.append(paired_row("donor", 0, units[("donor", 0, None)], baseline, n_boot))
+    grouped: dict[tuple[str, int], list[np.ndarray]] = {}
+    for (cond, k, _seed), c in sorted(units.items(), key=lambda kv: (kv[0][0], kv[0][1], -1 if kv[0][2] is None else kv[0][2])):
+        if cond in REFERENCE_CONDITIONS:
+            continue
+        grouped.setdefault((cond, k), []).append(np.asarray(c, dtype=np.float64))
+    order = {"effective": 0, "redundant": 1, "random": 2}
+    for (cond, k), cs in sorted(grouped.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
+        rows.append(paired_row(cond, k, np.mean(cs, axis=0), baseline, n_boot))
+    return rows
+
+
+def results_csv_text(rows: list[ResultRow]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RESULT_COLUMNS)
+    for r in rows:
+        w.writerow((r.condition, r.k, f"{r.accuracy:.6g}", f"{r.delta:.6g}", f"{r.ci_low:.6g}", f"{r.ci_high:.6g}", r.n))
+    return buf.getvalue()
+
+
+def write_results_csv(rows: list[ResultRow], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(results_csv_text(rows))
+
+
+def plot_dose_response(rows: list[ResultRow], title: str = "", baseline: str = "recipient"):
+    """A matplotlib Figure: delta vs k per condition, with the bootstrap intervals as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    colours = {"effective": "tab:green", "redundant": "tab:red", "random": "tab:gray"}
+    ks_all = sorted({r.k for r in rows if r.condition not in REFERENCE_CONDITIONS})
+    log_x = bool(ks_all) and max(ks_all) / max(min(ks_all), 1) >= 8
+    for j, cond in enumerate(("effective", "redundant", "random")):
+        rs = sorted((r for r in rows if r.condition == cond), key=lambda r: r.k)
+        if not rs:
+            continue
+        # a small horizontal offset per condition keeps the error bars apart
+        shift = (j - 1) * 0.04
+        k = np.array([r.k for r in rs], dtype=float)
+        k = k * (1.0 + shift) if log_x else k + shift * max(ks_all)
+        d = np.array([r.delta for r in rs])
+        err = np.vstack([d - np.array([r.ci_low for r in rs]), np.array([r.ci_high for r in rs]) - d])
+        ax.errorbar(k, d, yerr=err, marker="o", capsize=3, label=cond, color=colours[cond])
+    ax.axhline(0.0, color="black", lw=0.8)
+    donor = [r for r in rows if r.condition == "donor"]
+    if donor:
+        ax.axhline(donor[0].delta, color="tab:blue", lw=0.8, ls="--", label="donor")
+    if log_x:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel("neurons in the set (k)")
+    ax.set_ylabel(f"accuracy change vs untouched {baseline}")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save a figure atomically as PNG."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
