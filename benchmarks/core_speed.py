@@ -10,10 +10,14 @@ Builds the cache (``make_cache.py OUT --responses 400 --rows-lo 80 --rows-hi 250
 3. the straightforward per-row loop (``tests/oracle_nex.py``) on the first responses, extrapolated
    to the whole cache by entry count.
 
-Wall times include interpreter start-up and imports. Peak RSS is each child's own maxrss
-(``os.wait4``). Prints the ratios; ``--json FILE`` also writes them.
+Wall and CPU (user + sys) times include interpreter start-up and imports; each process is run
+``--repeat`` times, interleaved with the others, and the least disturbed (minimum) time is kept,
+since the machine is shared. Peak RSS is each child's own maxrss (``os.wait4``; with
+``NEX_WORKERS=2`` the largest of the two processes). Prints the ratios of ``nex run`` and of the
+core API to the floor (wall and CPU) and peak RSS against the cache's size on disk; ``--json FILE``
+also writes them.
 
-    .venv/bin/python benchmarks/core_speed.py [--cache DIR] [--make-cache PATH] [--oracle-responses N]
+    .venv/bin/python benchmarks/core_speed.py [--cache DIR] [--make-cache PATH] [--oracle-responses N] [--repeat N]
 """
 
 from __future__ import annotations
@@ -106,6 +110,19 @@ def cli_has_run() -> bool:
     return r.returncode == 0
 
 
+def warm_bytecode(env: dict) -> None:
+    """Write the package's .pyc files once (a normal install has them; PYTHONDONTWRITEBYTECODE would make
+    every timed process compile the sources again)."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "nex_interp")], env=env, check=False,
+                   stdout=subprocess.DEVNULL)
+
+
+def best(samples: list[tuple[float, float, str, float]]) -> tuple[float, float, float]:
+    """(wall, CPU, peak RSS) of the repeats: the least disturbed (minimum) wall and CPU, the largest RSS."""
+    return min(s[0] for s in samples), min(s[3] for s in samples), max(s[1] for s in samples)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, help="use (or build, if missing) the cache here instead of a temp dir")
@@ -114,7 +131,8 @@ def main() -> int:
     p.add_argument("--rows-lo", type=int, default=80)
     p.add_argument("--rows-hi", type=int, default=250)
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--oracle-responses", type=int, default=6, help="responses the per-row loop runs on")
+    p.add_argument("--oracle-responses", type=int, default=6, help="responses the per-row loop runs on (0: skip it)")
+    p.add_argument("--repeat", type=int, default=3, help="time each process this many times, interleaved (default 3)")
     p.add_argument("--api", action="store_true", help="time only the core API script, not `nex run`")
     p.add_argument("--json", type=Path, help="also write the figures here")
     a = p.parse_args()
@@ -128,68 +146,86 @@ def main() -> int:
         subprocess.run([sys.executable, str(a.make_cache), str(cache), "--responses", str(a.responses), "--rows-lo",
                         str(a.rows_lo), "--rows-hi", str(a.rows_hi), "--seed", str(a.seed)], check=True, env=env)
     disk = sum((cache / n).stat().st_size for n in ARRAYS)
+    mib = disk / 2**20
     py = sys.executable
+    warm_bytecode(env)
+    use_cli = not a.api and cli_has_run()
+    how = ("python -m nex_interp run CACHE -o OUT" if use_cli else
+           "core API script (--api)" if a.api else "core API script (no `nex run` command in this checkout)")
 
     # warm the page cache once so that every timed process sees the same state
     run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env)
-    floor_s, floor_rss, _, floor_cpu = run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env)
-
-    api_dir = Path(tmp.name) / "api_out"
-    api_dir.mkdir(parents=True, exist_ok=True)
-    api_s, api_rss, text, api_cpu = run_child([py, "-c", API_RUN.format(), str(cache), str(api_dir)], env)
-    detail = json.loads(text.strip().splitlines()[-1])
-    if cli_has_run() and not a.api:
-        how = "python -m nex_interp run CACHE -o OUT"
-        run_s, run_rss, _, run_cpu = run_child([py, "-m", "nex_interp", "run", str(cache), "-o",
-                                                str(Path(tmp.name) / "run_out")], env)
-    else:
-        how = "core API script (no `nex run` command in this checkout)"
-        run_s, run_rss, run_cpu = api_s, api_rss, api_cpu
+    floor, api, run = [], [], []
+    detail = {}
+    for r in range(max(1, a.repeat)):  # interleaved, so that a burst of load on the machine hits all three
+        floor.append(run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env))
+        api_dir = Path(tmp.name) / f"api_out{r}"
+        api_dir.mkdir(parents=True, exist_ok=True)
+        api.append(run_child([py, "-c", API_RUN.format(), str(cache), str(api_dir)], env))
+        detail = json.loads(api[-1][2].strip().splitlines()[-1])
+        if use_cli:
+            run.append(run_child([py, "-m", "nex_interp", "run", str(cache), "-o", str(Path(tmp.name) / f"run_out{r}")], env))
+    if not use_cli:
+        run = api
+    floor_s, floor_cpu, floor_rss = best(floor)
+    api_s, api_cpu, api_rss = best(api)
+    run_s, run_cpu, run_rss = best(run)
 
     k = a.oracle_responses
-    o_s, o_rss, text, _ = run_child([py, "-c", ORACLE.format(tests=str(REPO / "tests")), str(cache), str(k)], env)
-    o = json.loads(text.strip().splitlines()[-1])
+    loop_s = float("nan")
+    if k > 0:
+        _, _, text, _ = run_child([py, "-c", ORACLE.format(tests=str(REPO / "tests")), str(cache), str(k)], env)
+        o = json.loads(text.strip().splitlines()[-1])
+        import numpy as np
+
+        n_base = int(np.memmap(cache / "base/row_ptr.int64", dtype=np.int64, mode="r")[-1])
+        n_ent = int(np.memmap(cache / "rows/row_ptr.int64", dtype=np.int64, mode="r")[-1])
+        loop_s = o["learn_s"] * n_ent / o["entries"] + o["score_s"] * n_base / o["base_entries"]
     import numpy as np
 
     n_entries = int(np.memmap(cache / "rows/row_ptr.int64", dtype=np.int64, mode="r")[-1])
-    n_base = int(np.memmap(cache / "base/row_ptr.int64", dtype=np.int64, mode="r")[-1])
-    loop_s = o["learn_s"] * n_entries / o["entries"] + o["score_s"] * n_base / o["base_entries"]
-
     fig = {
         "cache_entries": n_entries,
-        "cache_mib_on_disk": disk / 2**20,
+        "cache_mib_on_disk": mib,
+        "repeats": len(floor),
         "io_floor_s": floor_s,
         "io_floor_cpu_s": floor_cpu,
+        "floor_peak_rss_mib": floor_rss,
+        "run_measured_as": how,
         "run_s": run_s,
         "run_cpu_s": run_cpu,
+        "run_peak_rss_mib": run_rss,
+        "run_over_floor": run_s / floor_s,
         "run_over_floor_cpu": run_cpu / floor_cpu,
-        "run_measured_as": how,
+        "run_rss_over_cache_size": run_rss / mib,
         "api_s": api_s,
         "api_cpu_s": api_cpu,
         "api_peak_rss_mib": api_rss,
         "api_over_floor": api_s / floor_s,
         "api_over_floor_cpu": api_cpu / floor_cpu,
+        "api_rss_over_cache_size": api_rss / mib,
         "api_detail": detail,
         "per_row_loop_extrapolated_s": loop_s,
         "per_row_loop_responses": k,
-        "run_over_floor": run_s / floor_s,
         "loop_over_run": loop_s / run_s,
-        "floor_peak_rss_mib": floor_rss,
-        "run_peak_rss_mib": run_rss,
-        "run_rss_over_cache_size": run_rss / (disk / 2**20),
+        "samples": {"floor": [(s[0], s[3]) for s in floor], "api": [(s[0], s[3]) for s in api],
+                    "run": [(s[0], s[3]) for s in run]},
+        "nex_workers": env.get("NEX_WORKERS", "1"),
     }
-    print(f"cache: {n_entries / 1e6:.1f}M entries, {disk / 2**20:.0f} MiB on disk ({cache})")
+    print(f"cache: {n_entries / 1e6:.1f}M entries, {mib:.0f} MiB on disk ({cache}); best of {len(floor)} interleaved runs "
+          "(wall and CPU = user + sys of the fresh process, start-up and imports included)")
     print(f"I/O floor (fresh process reads every array once): {floor_s:.2f} s wall, {floor_cpu:.2f} s CPU, "
           f"peak RSS {floor_rss:.0f} MiB")
     print(f"core API (learn_weights + score_responses, memmapped arrays): {api_s:.2f} s wall, {api_cpu:.2f} s CPU, "
           f"peak RSS {api_rss:.0f} MiB; in-process: learn {detail['learn_s']:.2f} s, score {detail['score_s']:.2f} s")
     print(f"nex run [{how}]: {run_s:.2f} s wall, {run_cpu:.2f} s CPU, peak RSS {run_rss:.0f} MiB")
-    print(f"per-row loop (oracle, {k} responses, extrapolated): {loop_s:.1f} s")
-    mib = disk / 2**20
-    print(f"ratios: nex run / floor = {run_s / floor_s:.2f} wall, {run_cpu / floor_cpu:.2f} CPU (target <= 2); "
-          f"core API / floor = {api_s / floor_s:.2f} wall, {api_cpu / floor_cpu:.2f} CPU; "
-          f"loop / nex run = {loop_s / run_s:.1f}, loop / core API = {loop_s / api_s:.1f}; "
-          f"peak RSS / cache size = {run_rss / mib:.2f} nex run, {api_rss / mib:.2f} core API (target < 2)")
+    if k > 0:
+        print(f"per-row loop (oracle, {k} responses, extrapolated): {loop_s:.1f} s; loop / nex run = {loop_s / run_s:.1f}, "
+              f"loop / core API = {loop_s / api_s:.1f}")
+    print(f"ratios to the I/O floor: nex run = {run_s / floor_s:.2f} wall, {run_cpu / floor_cpu:.2f} CPU (target <= 2); "
+          f"core API = {api_s / floor_s:.2f} wall, {api_cpu / floor_cpu:.2f} CPU")
+    print(f"peak RSS / cache size on disk: nex run {run_rss / mib:.2f}, core API {api_rss / mib:.2f}, "
+          f"floor {floor_rss / mib:.2f} (target < 2)")
     if a.json:
         a.json.write_text(json.dumps(fig, indent=2) + "\n")
     tmp.cleanup()

@@ -17,6 +17,8 @@ from ..errors import ConfigError, WeightsError
 SCORES_NAME = "scores.csv"
 SUMMARY_NAME = "summary.json"
 WEIGHTS_NAME = "weights.npz"
+#: seconds of learning after which ``nex train``/``nex run`` show a progress bar
+PROGRESS_AFTER_S = 1.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -63,8 +65,10 @@ def _train(cache, cache_path: Path, params):
     import dataclasses
 
     from ..core import learn_weights
+    from ..core.forked import default_workers
 
-    weights = learn_weights(cache, params, progress=True)
+    # the progress bar (and its import) only appears if learning runs longer than a second
+    weights = learn_weights(cache, params, progress=PROGRESS_AFTER_S, workers=default_workers())
     meta = dict(weights.meta)
     meta.setdefault("params", params.to_dict())
     meta.setdefault("model", _model_identity(cache.manifest))
@@ -79,7 +83,6 @@ def _nan_to_none(x: float) -> float | None:
 def _write_scores(outdir: Path, cache, cache_path: Path, weights, with_log_gap: bool) -> dict:
     """Score every response of ``cache``; write scores.csv and summary.json into ``outdir``."""
     import numpy as np
-    import pandas as pd
 
     from ..cache.streams import read_response_meta
     from ..core import log_gap, nex_score, score_responses
@@ -101,7 +104,7 @@ def _write_scores(outdir: Path, cache, cache_path: Path, weights, with_log_gap: 
     columns["n_tokens"] = trp[srp[1:]] - trp[srp[:-1]]
     if with_log_gap:
         columns["log_gap"] = [log_gap(g) if not math.isnan(g) else np.nan for g in gmf]
-    pd.DataFrame(columns).to_csv(outdir / SCORES_NAME, index=False)
+    _write_csv(outdir / SCORES_NAME, columns)
     score = nex_score(gmf)
     summary = {
         "n_responses": int(cache.n_responses),
@@ -112,6 +115,29 @@ def _write_scores(outdir: Path, cache, cache_path: Path, weights, with_log_gap: 
     }
     (outdir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _csv_cell(v) -> str:
+    """A CSV cell as pandas writes it: floats at full precision (repr), NaN and None empty."""
+    if hasattr(v, "item"):  # a numpy scalar
+        v = v.item()
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return str(v)
+
+
+def _write_csv(path: Path, columns: dict) -> None:
+    """Write equal-length columns as CSV with a header (plain csv module: no pandas import for 400 rows)."""
+    import csv
+
+    names = list(columns)
+    cols = [columns[n].tolist() if hasattr(columns[n], "tolist") else list(columns[n]) for n in names]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(names)
+        w.writerows([_csv_cell(v) for v in row] for row in zip(*cols))
 
 
 def _report(summary: dict, out: Path, with_log_gap: bool) -> None:

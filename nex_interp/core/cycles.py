@@ -55,21 +55,6 @@ def median(a: np.ndarray) -> float:
     return float(s[h]) if n % 2 else float((s[h - 1] + s[h]) / 2)
 
 
-def find_cycles(labels: np.ndarray) -> list[tuple[int, int, int]]:
-    """(e_start, x_start, x_stop) of every maximal E run followed by a maximal X run."""
-    labels = np.asarray(labels, dtype=bool)
-    n = len(labels)
-    if n == 0:
-        return []
-    starts = np.flatnonzero(np.concatenate(([True], labels[1:] != labels[:-1])))
-    stops = np.append(starts[1:], n)
-    out = []
-    for k in range(len(starts) - 1):
-        if labels[starts[k]]:
-            out.append((int(starts[k]), int(starts[k + 1]), int(stops[k + 1])))
-    return out
-
-
 def count_e_segments(labels: np.ndarray) -> int:
     labels = np.asarray(labels, dtype=bool)
     if len(labels) == 0:
@@ -77,66 +62,107 @@ def count_e_segments(labels: np.ndarray) -> int:
     return int(labels[0]) + int(np.count_nonzero(labels[1:] & ~labels[:-1]))
 
 
-def _reuse_masses(rows: ResponseRows, spans: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per cycle: total mass of its X rows, and the part of it on neurons its E rows introduced
-    (entries whose neuron's first row lies in the E run), from one weighted bincount per cycle."""
-    ptr = rows.entry_ptr
-    x_mass = np.zeros(len(spans))
-    reuse_mass = np.zeros(len(spans))
-    for c, (a, b, s) in enumerate(spans):
-        x0, x1 = int(ptr[b]), int(ptr[s])
-        by_first = np.bincount(rows.entry_first[x0:x1], weights=rows.entry_mass[x0:x1])
-        x_mass[c] = by_first.sum()
-        reuse_mass[c] = by_first[a:b].sum()
-    return x_mass, reuse_mass
+#: CycleTable.kind codes
+SKIPPED_CODE, EFFECTIVE_CODE, REDUNDANT_CODE = 0, 1, 2
+KIND_NAMES = (SKIPPED, EFFECTIVE, REDUNDANT)
+
+
+@dataclass
+class CycleTable:
+    """Every E->X cycle of one response as parallel arrays (the fields of :class:`CycleDiagnostics`):
+    E run = kept rows [start, x_start), X run = [x_start, stop); kind holds the ``*_CODE`` values."""
+
+    start: np.ndarray
+    x_start: np.ndarray
+    stop: np.ndarray
+    slope_e: np.ndarray
+    slope_x: np.ndarray
+    strength: np.ndarray
+    consolidation: np.ndarray
+    reuse: np.ndarray
+    progress: np.ndarray
+    kind: np.ndarray
+    scale: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def _run_medians(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """:func:`median` of ``values[starts[k]:stops[k]]`` for contiguous runs covering ``values``, at once."""
+    lens = stops - starts
+    order = np.lexsort((values, np.repeat(np.arange(len(starts)), lens)))
+    v = values[order]
+    return (v[starts + (lens - 1) // 2] + v[starts + lens // 2]) / 2
+
+
+def cycle_table(rows: ResponseRows, labels: np.ndarray) -> CycleTable:
+    """Per-cycle signals and the credit decision for one (non-skipped) response, vectorised over cycles."""
+    labels = np.asarray(labels, dtype=bool)
+    n = len(labels)
+    starts = np.flatnonzero(np.concatenate(([True], labels[1:] != labels[:-1]))) if n else np.zeros(0, np.int64)
+    stops = np.append(starts[1:], n)
+    e_runs = np.flatnonzero(labels[starts[:-1]])  # an E run with a run after it: an E->X cycle
+    k = len(e_runs)
+    nan = np.full(k, np.nan)
+    if k == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return CycleTable(z, z, z, nan, nan, nan, nan, nan, nan, np.zeros(0, np.int8), nan)
+    a, b, s = starts[e_runs], starts[e_runs + 1], stops[e_runs + 1]
+    slopes = rows.slopes
+    run_med = _run_medians(slopes, starts, stops)
+    se, sx = run_med[e_runs], run_med[e_runs + 1]
+    strength = se - median(slopes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cons = np.where(se > 0, np.minimum(np.maximum(1.0 - sx / (se + EPS), 0.0), 1.0), 0.0)
+    reuse = nan.copy()
+    new_ptr = rows.new_ptr
+    want = np.flatnonzero((strength > 0) & (new_ptr[b] - new_ptr[a] > 0))
+    if len(want):
+        e_first, e_mass = rows.entry_first, rows.entry_mass
+        x0s, x1s = rows.entry_ptr[b[want]].tolist(), rows.entry_ptr[s[want]].tolist()
+        for c, x0, x1, lo, hi in zip(want.tolist(), x0s, x1s, a[want].tolist(), b[want].tolist()):
+            # X-row mass by the row that introduced each entry's neuron
+            by_first = np.bincount(e_first[x0:x1], weights=e_mass[x0:x1])
+            x_mass = float(by_first.sum())
+            if x_mass > 0:
+                reuse[c] = float(by_first[lo:hi].sum()) / (x_mass + EPS)
+    progress = nan.copy()
+    kind = np.zeros(k, dtype=np.int8)
+    scale = np.zeros(k)
+    defined = ~np.isnan(reuse)
+    if defined.any():
+        progress[defined] = reuse[defined] - median(reuse[defined])
+        with np.errstate(invalid="ignore"):
+            eff = defined & (progress > 0) & (cons > 0)
+            red = defined & (progress != 0) & ~eff
+            sc = np.where(eff, progress * cons, np.abs(progress))
+            credited = (eff | red) & (sc > 0)
+        kind[credited & eff] = EFFECTIVE_CODE
+        kind[credited & red] = REDUNDANT_CODE
+        scale[credited] = sc[credited]
+    return CycleTable(a, b, s, se, sx, strength, cons, reuse, progress, kind, scale)
 
 
 def cycle_signals(rows: ResponseRows, labels: np.ndarray) -> list[CycleDiagnostics]:
     """Per-cycle signals and the credit decision for one (non-skipped) response."""
-    spans = find_cycles(labels)
-    if not spans:
-        return []
-    slopes = rows.slopes
-    m_all = median(slopes)
-    x_mass, reuse_mass = _reuse_masses(rows, spans)
-    cum_new = rows.new_ptr
-    cycles = []
-    for c, (a, b, s) in enumerate(spans):
-        se = median(slopes[a:b])
-        sx = median(slopes[b:s])
-        strength = se - m_all
-        cons = min(max(1.0 - sx / (se + EPS), 0.0), 1.0) if se > 0 else 0.0
-        reuse = float("nan")
-        if strength > 0 and cum_new[b] - cum_new[a] > 0 and x_mass[c] > 0:
-            reuse = float(reuse_mass[c]) / (float(x_mass[c]) + EPS)
-        cycles.append(CycleDiagnostics(np.arange(a, b, dtype=np.int64), np.arange(b, s, dtype=np.int64), se, sx,
-                                       strength, cons, reuse, float("nan"), SKIPPED, 0.0))
-    defined = [cy.reuse for cy in cycles if not np.isnan(cy.reuse)]
-    if not defined:
-        return cycles
-    med = median(np.asarray(defined))
-    for cy in cycles:
-        if np.isnan(cy.reuse) or cy.strength <= 0:
-            continue
-        cy.progress = cy.reuse - med
-        if cy.progress == 0:
-            continue
-        if cy.progress > 0 and cy.consolidation > 0:
-            kind, scale = EFFECTIVE, cy.progress * cy.consolidation
-        else:
-            kind, scale = REDUNDANT, abs(cy.progress)
-        if scale > 0:
-            cy.kind, cy.scale = kind, scale
-    return cycles
+    t = cycle_table(rows, labels)
+    return [
+        CycleDiagnostics(np.arange(t.start[c], t.x_start[c], dtype=np.int64),
+                         np.arange(t.x_start[c], t.stop[c], dtype=np.int64),
+                         float(t.slope_e[c]), float(t.slope_x[c]), float(t.strength[c]), float(t.consolidation[c]),
+                         float(t.reuse[c]), float(t.progress[c]), KIND_NAMES[t.kind[c]], float(t.scale[c]))
+        for c in range(len(t))
+    ]
 
 
-def add_credit(rows: ResponseRows, cycles: list[CycleDiagnostics], effective: np.ndarray, redundant: np.ndarray) -> None:
-    """Add ``mass * scale`` of the neurons each credited cycle's E rows introduced (float32 accumulators)."""
+def credit_parts(rows: ResponseRows, table: CycleTable, code: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(dense indices, float32 credit) per cycle of kind ``code``: ``mass * scale`` of the neurons the
+    cycle's E rows introduced."""
     ptr = rows.new_ptr
-    for cy in cycles:
-        if cy.kind == SKIPPED:
-            continue
-        n0, n1 = int(ptr[cy.e_rows[0]]), int(ptr[cy.e_rows[-1] + 1])
-        vals = (rows.new_mass[n0:n1].astype(np.float64) * cy.scale).astype(np.float32)
-        acc = effective if cy.kind == EFFECTIVE else redundant
-        np.add.at(acc, rows.new_index[n0:n1], vals)
+    idx, vals = [], []
+    for c in np.flatnonzero(table.kind == code).tolist():
+        n0, n1 = int(ptr[table.start[c]]), int(ptr[table.x_start[c]])
+        idx.append(rows.new_index[n0:n1])
+        vals.append((rows.new_mass[n0:n1].astype(np.float64) * float(table.scale[c])).astype(np.float32))
+    return idx, vals

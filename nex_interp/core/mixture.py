@@ -109,47 +109,53 @@ def _kmeans_labels(x: np.ndarray, valid: np.ndarray, n: np.ndarray, unsure: np.n
 
     var = _masked_sum((xc - (_masked_sum(xc, valid) / n)[:, None]) ** 2, valid) / n
     tol = var * KMEANS_TOL
-    labels_old = np.zeros_like(valid)
-    first_iter = True
-    active = np.ones(b, dtype=bool)
-    strict = np.zeros(b, dtype=bool)
-    labels = labels_old
     scale = np.maximum(np.max(np.where(valid, np.abs(xc), 0.0), axis=1), 1e-300)
 
-    def assign(c: np.ndarray) -> np.ndarray:
+    def assign(c: np.ndarray, xc: np.ndarray, valid: np.ndarray, scale: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Nearest-centre labels of the series ``rows`` (their rows of xc/valid/scale given), marking near-ties."""
         d0 = (c[:, 0:1] * c[:, 0:1]) + (-2.0 * (xc * c[:, 0:1]))
         d1 = (c[:, 1:2] * c[:, 1:2]) + (-2.0 * (xc * c[:, 1:2]))
         near = np.abs(d1 - d0) <= _TIE * (scale * scale)[:, None]
-        np.logical_or(unsure, np.any(near & valid & active[:, None], axis=1), out=unsure)
+        unsure[rows[np.any(near & valid, axis=1)]] = True
         return (d1 < d0) & valid
 
+    # Lloyd iterations on the still-active series only (row-wise arithmetic: a series' numbers do not
+    # depend on the other series of the batch).
+    labels = np.zeros_like(valid)
+    strict = np.zeros(b, dtype=bool)
+    ia = np.arange(b)
+    xs, vs, ns, scs, tols = xc, valid, n, scale, tol
+    labels_old = np.zeros_like(valid)
+    first_iter = True
     for _ in range(KMEANS_MAX_ITER):
-        lab = assign(centres)
+        cs = centres[ia]
+        lab = assign(cs, xs, vs, scs, ia)
         cnt1 = lab.sum(axis=1)
-        cnt0 = n - cnt1
-        unsure[active & ((cnt1 == 0) | (cnt0 == 0))] = True  # empty cluster: the library relocates it
-        s1 = np.cumsum(np.where(lab, xc, 0.0), axis=1)[:, -1]
-        s0 = np.cumsum(np.where(valid & ~lab, xc, 0.0), axis=1)[:, -1]
+        cnt0 = ns - cnt1
+        unsure[ia[(cnt1 == 0) | (cnt0 == 0)]] = True  # empty cluster: the library relocates it
+        s1 = np.cumsum(np.where(lab, xs, 0.0), axis=1)[:, -1]
+        s0 = np.cumsum(np.where(vs & ~lab, xs, 0.0), axis=1)[:, -1]
         with np.errstate(divide="ignore", invalid="ignore"):
             new = np.stack([s0 * (1.0 / cnt0), s1 * (1.0 / cnt1)], axis=1)
-        shift = np.sqrt((new - centres) ** 2)
+        shift = np.sqrt((new - cs) ** 2)
         shift_tot = (shift**2).sum(axis=1)
-        centres = np.where(active[:, None], new, centres)
-        labels = np.where(active[:, None], lab, labels)
+        centres[ia] = new
+        labels[ia] = lab
         same = np.all(lab == labels_old, axis=1) & (not first_iter)
-        stop_strict = active & same
-        stop_tol = active & ~same & (shift_tot <= tol)
-        unsure |= active & ~same & (np.abs(shift_tot - tol) <= _TIE * np.maximum(tol, 1e-300))
-        strict |= stop_strict
-        labels_old = np.where(active[:, None], lab, labels_old)
-        active &= ~(stop_strict | stop_tol)
+        stop_tol = ~same & (shift_tot <= tols)
+        unsure[ia[~same & (np.abs(shift_tot - tols) <= _TIE * np.maximum(tols, 1e-300))]] = True
+        strict[ia[same]] = True
+        keep = ~(same | stop_tol)
         first_iter = False
-        if not active.any():
+        if not keep.any():
             break
-    relabel = ~strict
-    active = relabel.copy()
-    if relabel.any():
-        labels = np.where(relabel[:, None], assign(centres), labels)
+        labels_old = lab
+        if not keep.all():
+            ia = ia[keep]
+            xs, vs, ns, scs, tols, labels_old = xs[keep], vs[keep], ns[keep], scs[keep], tols[keep], labels_old[keep]
+    relabel = np.flatnonzero(~strict)
+    if len(relabel):
+        labels[relabel] = assign(centres[relabel], xc[relabel], valid[relabel], scale[relabel], relabel)
     return labels
 
 
@@ -166,61 +172,66 @@ def fit_two_gaussians(x: np.ndarray, valid: np.ndarray) -> TwoGaussians:
     xx = x * x
     big = np.max(np.where(valid, xx, 0.0), axis=1)
 
-    def m_step(r0: np.ndarray, r1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def m_step(r0: np.ndarray, r1: np.ndarray, x: np.ndarray,
+               xx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         nk = np.stack([r0.sum(axis=1), r1.sum(axis=1)], axis=1) + 10 * _EPS64
         means = np.stack([(r0 * x).sum(axis=1), (r1 * x).sum(axis=1)], axis=1) / nk
         avg_x2 = np.stack([(r0 * xx).sum(axis=1), (r1 * xx).sum(axis=1)], axis=1) / nk
         cov = avg_x2 - means**2 + REG_COVAR
         return nk, means, cov
 
-    def check(cov: np.ndarray, act: np.ndarray) -> None:
+    def risky(cov: np.ndarray, big: np.ndarray) -> np.ndarray:
         # A variance this close to 0 (or data this large) leaves its sign to rounding: let the library decide.
-        risky = np.any(cov <= 0.5 * REG_COVAR, axis=1) | (big > 1e8)
-        unsure[act & risky] = True
+        return np.any(cov <= 0.5 * REG_COVAR, axis=1) | (big > 1e8)
 
-    nk, means, cov = m_step(resp0, resp1)
+    nk, means, cov = m_step(resp0, resp1, x, xx)
     weights = nk / n[:, None]
-    active = np.ones(b, dtype=bool)
-    check(cov, active)
+    unsure |= risky(cov, big)
     failed |= np.any(cov <= 0.0, axis=1)
-    active &= ~failed
     cov = np.where(cov > 0, cov, 1.0)
     prec_chol = 1.0 / np.sqrt(cov)
     lower = np.full(b, -np.inf)
+    # EM on the still-active series only: every step is row-wise, so a series' numbers do not depend on
+    # which other series share the batch (the padded width stays the same).
+    ia = np.flatnonzero(~failed)
+    xs, xxs, vs, ns, bigs = x[ia], xx[ia], valid[ia], n[ia], big[ia]
     for _ in range(EM_MAX_ITER):
-        prec = prec_chol**2
+        if not len(ia):
+            break
+        ms, pcs, ws = means[ia], prec_chol[ia], weights[ia]
+        prec = pcs**2
         logp = []
         for j in range(2):
-            mj = means[:, j:j + 1]
+            mj = ms[:, j:j + 1]
             pj = prec[:, j:j + 1]
-            lp = ((mj**2 * pj) - 2.0 * (x * (mj * pj))) + (xx * pj)
-            logp.append(-0.5 * (LOG_2PI + lp) + np.log(prec_chol[:, j:j + 1]) + np.log(weights[:, j:j + 1]))
+            lp = ((mj**2 * pj) - 2.0 * (xs * (mj * pj))) + (xxs * pj)
+            logp.append(-0.5 * (LOG_2PI + lp) + np.log(pcs[:, j:j + 1]) + np.log(ws[:, j:j + 1]))
         a, c = logp
         top = np.maximum(a, c)
         low = np.minimum(a, c)
         tie = a == c
         s = np.where(tie, 0.0, np.exp(low - top))
         norm = (np.log1p(s) + np.where(tie, math.log(2.0), 0.0)) + top
-        lb = _masked_sum(norm, valid) / n
-        r0 = np.where(valid, np.exp(a - norm), 0.0)
-        r1 = np.where(valid, np.exp(c - norm), 0.0)
-        nk_new, means_new, cov_new = m_step(r0, r1)
-        check(cov_new, active)
-        bad = active & np.any(cov_new <= 0.0, axis=1)
-        failed |= bad
-        active &= ~bad
+        lb = _masked_sum(norm, vs) / ns
+        r0 = np.where(vs, np.exp(a - norm), 0.0)
+        r1 = np.where(vs, np.exp(c - norm), 0.0)
+        nk_new, means_new, cov_new = m_step(r0, r1, xs, xxs)
+        unsure[ia[risky(cov_new, bigs)]] = True
+        ok = ~np.any(cov_new <= 0.0, axis=1)
+        failed[ia[~ok]] = True
         w_new = nk_new / nk_new.sum(axis=1, keepdims=True)
-        upd = active[:, None]
-        means = np.where(upd, means_new, means)
-        cov = np.where(upd, cov_new, cov)
-        weights = np.where(upd, w_new, weights)
-        prec_chol = np.where(upd, 1.0 / np.sqrt(np.where(cov > 0, cov, 1.0)), prec_chol)
-        change = np.abs(lb - lower)
-        unsure[active & (np.abs(change - EM_TOL) <= 1e-7 * EM_TOL)] = True
-        lower = np.where(active, lb, lower)
-        active &= ~(change < EM_TOL)
-        if not active.any():
-            break
+        iu = ia[ok]
+        means[iu] = means_new[ok]
+        cov[iu] = cov_new[ok]
+        weights[iu] = w_new[ok]
+        prec_chol[iu] = 1.0 / np.sqrt(np.where(cov_new[ok] > 0, cov_new[ok], 1.0))
+        change = np.abs(lb - lower[ia])
+        unsure[ia[ok & (np.abs(change - EM_TOL) <= 1e-7 * EM_TOL)]] = True
+        lower[iu] = lb[ok]
+        keep = ok & ~(change < EM_TOL)
+        if not keep.all():
+            ia = ia[keep]
+            xs, xxs, vs, ns, bigs = xs[keep], xxs[keep], vs[keep], ns[keep], bigs[keep]
     return TwoGaussians(means, np.maximum(cov, VAR_FLOOR), unsure, failed)
 
 
@@ -230,33 +241,44 @@ def sticky_viterbi(x: np.ndarray, valid: np.ndarray, g: TwoGaussians, rho: float
     b, n_max = x.shape
     n = valid.sum(axis=1)
     var = np.maximum(g.variances, np.finfo(float).tiny)
-    logf = np.stack(
-        [-0.5 * ((LOG_2PI + np.log(var[:, j:j + 1])) + (x - g.means[:, j:j + 1]) ** 2 / var[:, j:j + 1]) for j in range(2)],
-        axis=2,
-    )
+    logf = [-0.5 * ((LOG_2PI + np.log(var[:, j:j + 1])) + (x - g.means[:, j:j + 1]) ** 2 / var[:, j:j + 1])
+            for j in range(2)]
+    lf = np.stack([logf[0].T, logf[1].T], axis=1)  # [N, 2, B]: one contiguous [2, B] slab per step
     log_start = math.log(0.5)
     lt = np.log(np.array([[rho, 1 - rho], [1 - rho, rho]]))
-    lat = np.empty((b, n_max, 2))
-    lat[:, 0, :] = log_start + logf[:, 0, :]
-    from0, from1 = lt[0], lt[1]
+    lat = np.empty((n_max, 2, b))
+    lat[0] = log_start + lf[0]
+    from0, from1 = lt[0][:, None], lt[1][:, None]
     for t in range(1, n_max):
-        p = lat[:, t - 1, :]
-        np.add(np.maximum(p[:, 0:1] + from0, p[:, 1:2] + from1), logf[:, t, :], out=lat[:, t, :])
-    states = np.zeros((b, n_max), dtype=np.int8)
+        p = lat[t - 1]
+        np.add(np.maximum(p[0:1] + from0, p[1:2] + from1), lf[t], out=lat[t])
+    lat0, lat1 = lat[:, 0, :].T, lat[:, 1, :].T  # [B, N]
     rows = np.arange(b)
     last = n - 1
-    end0 = lat[rows, last, 0]
-    end1 = lat[rows, last, 1]
+    end0 = lat0[rows, last]
+    end1 = lat1[rows, last]
     unsure = g.unsure
     unsure |= np.abs(end1 - end0) <= _TIE * np.maximum(np.abs(end0), 1.0)
-    prev = np.where(end1 > end0, 1, 0).astype(np.int8)
-    states[rows, last] = prev
-    for t in range(n_max - 2, -1, -1):
-        inside = t < last
-        v0 = lat[:, t, 0] + lt[0, prev]
-        v1 = lat[:, t, 1] + lt[1, prev]
-        unsure |= inside & (np.abs(v1 - v0) <= _TIE * np.maximum(np.abs(v0), 1.0))
-        st = np.where(v1 >= v0, 1, 0).astype(np.int8)
-        prev = np.where(inside, st, prev)
-        states[:, t] = np.where(inside, st, states[:, t])
-    return states
+    end_state = end1 > end0
+    # Backtracking: state[t] = (lat1[t] + lt[1, s] >= lat0[t] + lt[0, s]) with s = state[t + 1]. Both
+    # possible decisions (s = 0 and s = 1) are computed for every step at once, then chained from the end:
+    # a step whose two decisions agree fixes its state; otherwise it copies (or flips) the next state.
+    v0 = [lat0 + lt[0, s] for s in (0, 1)]
+    v1 = [lat1 + lt[1, s] for s in (0, 1)]
+    dec = [v1[s] >= v0[s] for s in (0, 1)]
+    tie = [np.abs(v1[s] - v0[s]) <= _TIE * np.maximum(np.abs(v0[s]), 1.0) for s in (0, 1)]
+    cols = np.arange(n_max)[None, :]
+    inside = cols < last[:, None]
+    at_end = cols == last[:, None]
+    fixed = (inside & (dec[0] == dec[1])) | at_end
+    value = np.where(at_end, end_state[:, None], dec[0])
+    flip = inside & dec[0] & ~dec[1]
+    nxt = np.minimum.accumulate(np.where(fixed, cols, n_max - 1)[:, ::-1], axis=1)[:, ::-1]
+    flips = np.cumsum(flip[:, ::-1], axis=1)[:, ::-1]
+    r = rows[:, None]
+    st = value[r, nxt] ^ (((flips - flips[r, nxt]) & 1) == 1)
+    st &= cols <= last[:, None]
+    after = np.zeros_like(st)
+    after[:, :-1] = st[:, 1:]
+    unsure |= np.any(inside & np.where(after, tie[1], tie[0]), axis=1)
+    return st.astype(np.int8)

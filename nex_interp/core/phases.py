@@ -12,6 +12,7 @@ series it cannot decide bit-safely to the library path.
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -28,13 +29,21 @@ MIN_PHASE_ROWS = 3
 BACKENDS = ("fast", "library")
 
 
+@lru_cache(maxsize=1024)
+def _log_rows(n: int) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """``x = log1p(row)`` for n rows, its mean, centred values and sum of squares (read-only, cached)."""
+    x = np.log1p(np.arange(n, dtype=np.float64))
+    xm = x.mean()
+    dx = x - xm
+    x.flags.writeable = False
+    dx.flags.writeable = False
+    return x, xm, dx, float(np.dot(dx, dx))
+
+
 def robust_z(slopes: Float[np.ndarray, " n"]) -> tuple[np.ndarray, bool]:
     """z-scores of the detrended log-slopes, and whether the MAD was usable (else ``z = r - med``)."""
     y = np.log1p(np.maximum(np.asarray(slopes, dtype=np.float64), 0.0))
-    x = np.log1p(np.arange(len(y), dtype=np.float64))
-    xm = x.mean()
-    dx = x - xm
-    denom = float(np.dot(dx, dx))
+    x, xm, dx, denom = _log_rows(len(y))
     if denom > 0 and np.all(np.isfinite(y)):
         ym = y.mean()
         b = float(np.dot(dx, y - ym)) / denom

@@ -20,9 +20,6 @@ from ..keys import DROPPED, OUT_OF_RANGE, REF_TABLE_SIZE, RESERVED_LAYER, KeySch
 #: the minimum number of (kept) rows for a response to take part in learning
 MIN_ROWS = 3
 
-_UNSEEN = np.iinfo(np.int32).max
-
-
 def dense_index(scheme: KeyScheme, keys: np.ndarray) -> np.ndarray:
     """Dense neuron index per key (int64): DROPPED for the reserved layer, OUT_OF_RANGE outside the table."""
     if scheme.name != "ref22":
@@ -32,6 +29,9 @@ def dense_index(scheme: KeyScheme, keys: np.ndarray) -> np.ndarray:
     idx[idx >= REF_TABLE_SIZE] = OUT_OF_RANGE
     idx[(k >> 16) == RESERVED_LAYER] = DROPPED
     return idx
+
+
+_UNSEEN = np.iinfo(np.int32).max
 
 
 class FirstSeen:
@@ -46,21 +46,35 @@ class FirstSeen:
         self.table = np.full(n_neurons, _UNSEEN, dtype=np.int32)
         self._base = _UNSEEN
 
-    def first_rows(self, index: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row, first row) per entry, for entries given in row order with ``counts[j]`` entries in row j:
-        the first row is the smallest row of the response holding the entry's neuron ``index[e]``."""
+    def _stamps(self, counts: np.ndarray) -> tuple[np.ndarray, int]:
+        """This response's stamps ``base + row`` (one per entry) and ``base``, a base below every earlier one."""
         n_rows = len(counts)
         base = self._base - n_rows - 1
         if base < np.iinfo(np.int32).min + 1:
             self.table.fill(_UNSEEN)
             base = _UNSEEN - n_rows - 1
         self._base = base
-        stamp = np.repeat(np.arange(base, base + n_rows, dtype=np.int32), counts)
+        return np.repeat(np.arange(base, base + n_rows, dtype=np.int32), counts), base
+
+    def first_rows(self, index: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, first row) per entry, for entries given in row order with ``counts[j]`` entries in row j:
+        the first row is the smallest row of the response holding the entry's neuron ``index[e]``."""
+        stamp, base = self._stamps(counts)
         np.minimum.at(self.table, index, stamp)
         first = self.table[index]
         first -= np.int32(base)
         stamp -= np.int32(base)
         return stamp, first
+
+    def first_and_new(self, index: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first row, introduced here) per entry: :meth:`first_rows`' first row, and whether the entry's
+        own row is that first row (the entry introduces its neuron), in fewer passes."""
+        stamp, base = self._stamps(counts)
+        np.minimum.at(self.table, index, stamp)
+        first = self.table[index]
+        new = first == stamp
+        first -= np.int32(base)
+        return first, new
 
 
 @dataclass
@@ -174,10 +188,10 @@ def response_rows(cache: CacheArrays, i: int, seen: FirstSeen) -> ResponseRows:
         idx = idx[sel]
         mass = mass[sel]
     idx = idx.astype(np.intp, copy=False)
-    e_row, e_first = seen.first_rows(idx, kept_counts)
+    e_first, is_new = seen.first_and_new(idx, kept_counts)
     entry_ptr = np.zeros(n_kept + 1, dtype=np.int64)
     np.cumsum(kept_counts, out=entry_ptr[1:])
-    new_pos = np.flatnonzero(e_first == e_row)
+    new_pos = np.flatnonzero(is_new)
     new_ptr = np.searchsorted(new_pos, entry_ptr).astype(np.int64)
     n_new = np.diff(new_ptr)
     tok = tokens[kept_local]

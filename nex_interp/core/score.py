@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..cache.arrays import CacheArrays
+from ..cache.pages import release
 from ..errors import WeightsError
 from ..neuron_weights import NeuronWeights
 from ..keys import OUT_OF_RANGE, REF_TABLE_SIZE
@@ -16,8 +17,9 @@ from .rows import _F16_BAD, dense_index
 if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
     from jaxtyping import Float
 
-#: score base vectors in chunks of about this many entries
-CHUNK_ENTRIES = 1_000_000
+#: score base vectors in chunks of about this many entries (small enough that the chunk's temporaries
+#: stay in cache and are reused by the allocator, instead of being fresh, page-faulted memory each time)
+CHUNK_ENTRIES = 131_072
 
 
 def _check_scheme(cache: CacheArrays, weights: NeuronWeights) -> None:
@@ -58,8 +60,10 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
         keys = np.asarray(cache.base_keys[b0:b1])
         bits = np.asarray(cache.base_mass[b0:b1]).view(np.uint16)
         ok = counts > 0
-        if b1 > b0 and cache.scheme.name == "ref22" and int(keys.max()) < REF_TABLE_SIZE and int(bits.max()) < _F16_BAD:
-            w = table[keys]
+        clean = (b1 > b0 and cache.scheme.name == "ref22" and int(keys.max()) < REF_TABLE_SIZE
+                 and int(bits.max()) < _F16_BAD)
+        if clean:
+            w = table[keys.astype(np.intp)]
         else:
             idx = dense_index(cache.scheme, keys)
             keep = idx >= 0
@@ -68,7 +72,8 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
             ok &= np.bincount(resp[idx == OUT_OF_RANGE], minlength=len(counts)) == 0
             bits = np.where(keep & (bits < _F16_BAD), bits, 0).astype(np.uint16)
             w = np.where(keep, table[np.where(keep, idx, 0)], np.float32(0))
-        ok &= _segment_sums(bits, counts, np.maximum) > 0
+        if not (clean and int(bits.min()) > 0):  # else every non-empty base vector has positive mass
+            ok &= _segment_sums(bits, counts, np.maximum) > 0
         m = bits.view(np.float16).astype(np.float64)
         w = w.astype(np.float64)
         good = _segment_sums(m * np.maximum(w, 0.0), counts)
@@ -76,6 +81,8 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
         with np.errstate(divide="ignore", invalid="ignore"):
             gmf = np.where(absm > 0, good / absm, 0.0)
         out[start:stop] = np.where(ok, gmf, np.nan)
+        release(cache.base_keys, b0, b1)  # done with these pages: keep the resident set small
+        release(cache.base_mass, b0, b1)
         start = stop
     return out
 
