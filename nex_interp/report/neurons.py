@@ -1,0 +1,177 @@
+"""Neuron-level analysis helpers for notebooks and reports.
+
+* :func:`neuron_contexts`: the rows (contexts) of a cache where given neurons carry the most mass,
+  with the rows' text when it can be recovered (see :mod:`nex_interp.report.text`).
+* :func:`effective_overlap`: how much the effective (or redundant) neuron sets of several
+  variants overlap (Jaccard index and shared counts).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from ..cache.arrays import CacheArrays
+from ..errors import ConfigError
+from ..neuron_weights import NeuronWeights
+from .text import row_texts
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+
+def neuron_contexts(
+    cache: CacheArrays,
+    neurons: Sequence[tuple[int, int]],
+    *,
+    top: int = 3,
+    cache_path: str | os.PathLike | None = None,
+    tokenizer: Any = None,
+    context_rows: int = 1,
+) -> "pd.DataFrame":
+    """For each (layer, unit) in ``neurons``, the ``top`` rows of the cache where its mass is
+    largest: columns ``layer, unit, rank, response, row, tokens, mass, text, context``.
+
+    ``text`` is the row's text and ``context`` the same with ``context_rows`` rows of the same
+    response on each side, the row itself in double angle brackets; both are None when the cache
+    has no token text or no tokenizer is known (give ``cache_path`` to read the cache's ``tokens``
+    stream). Neurons never active in the cache get no rows."""
+    import pandas as pd
+
+    columns = ["layer", "unit", "rank", "response", "row", "tokens", "mass", "text", "context"]
+    if top < 1 or context_rows < 0:
+        raise ConfigError(f"top must be at least 1 and context_rows at least 0, got top={top}, context_rows={context_rows}")
+    if len(neurons) == 0:
+        return pd.DataFrame(columns=columns)
+    layer = np.array([n[0] for n in neurons], dtype=np.int64)
+    unit = np.array([n[1] for n in neurons], dtype=np.int64)
+    wanted = cache.scheme.pack(layer, unit)
+    keys = np.asarray(cache.keys)
+    hit = np.flatnonzero(np.isin(keys, wanted))
+    mass = np.asarray(cache.mass[hit], dtype=np.float64)
+    mass = np.where(np.isfinite(mass), mass, 0.0)
+    rows = np.searchsorted(np.asarray(cache.row_ptr), hit, side="right") - 1
+    responses = np.searchsorted(np.asarray(cache.sample_row_ptr), rows, side="right") - 1
+    tokens = np.diff(np.asarray(cache.token_row_ptr))
+    records = []
+    for L, U, key in zip(layer, unit, wanted):
+        sel = np.flatnonzero(keys[hit] == key)
+        order = sel[np.argsort(-mass[sel], kind="stable")][:top]
+        for rank, e in enumerate(order, 1):
+            records.append(
+                {"layer": int(L), "unit": int(U), "rank": rank, "response": int(responses[e]), "row": int(rows[e]),
+                 "tokens": int(tokens[rows[e]]), "mass": float(mass[e]), "text": None, "context": None}
+            )
+    df = pd.DataFrame(records, columns=columns)
+    if cache_path is not None and len(df):
+        texts: dict[int, str] = {}
+        for resp, g in df.groupby("response"):
+            r0, r1 = cache.response_rows(int(resp))
+            wanted_rows = {x for r in g["row"] for x in range(max(r0, r - context_rows), min(r1, r + context_rows + 1))}
+            texts.update(row_texts(cache_path, cache, int(resp), sorted(wanted_rows), tokenizer=tokenizer).rows)
+        df["text"] = [texts.get(int(r)) for r in df["row"]]
+
+        def around(resp: int, r: int) -> str | None:
+            if texts.get(r) is None:
+                return None
+            r0, r1 = cache.response_rows(resp)
+            left = "".join(texts.get(x, "") for x in range(max(r0, r - context_rows), r))
+            right = "".join(texts.get(x, "") for x in range(r + 1, min(r1, r + context_rows + 1)))
+            return f"{left}«{texts[r]}»{right}"
+
+        df["context"] = [around(int(a), int(b)) for a, b in zip(df["response"], df["row"])]
+    return df
+
+
+def _neuron_set(w: NeuronWeights, kind: str) -> set[int]:
+    if kind == "effective":
+        return set(w.index[w.weight > 0].tolist())
+    if kind == "redundant":
+        return set(w.index[w.weight < 0].tolist())
+    raise ConfigError(f"unknown neuron set {kind!r}: use 'effective' or 'redundant'")
+
+
+def effective_overlap(weights: Mapping[str, NeuronWeights], *, kind: str = "effective", top: int | None = None) -> "pd.DataFrame":
+    """Pairwise overlap of the variants' ``kind`` neuron sets (weight > 0 for ``effective``,
+    < 0 for ``redundant``; ``top`` keeps each variant's ``top`` neurons by |weight|, ties by total
+    credit). Returns a long table: ``a, b, n_a, n_b, shared, jaccard`` for every ordered pair
+    (a == b included), ready to pivot into a matrix."""
+    import pandas as pd
+
+    if top is not None and top < 1:
+        raise ConfigError(f"top must be at least 1, got {top}")
+    schemes = {w.scheme for w in weights.values()}
+    if len(schemes) > 1:
+        raise ConfigError("the weights use different key schemes: compare variants of one model architecture")
+    sets: dict[str, set[int]] = {}
+    for name, w in weights.items():
+        s = _neuron_set(w, kind)
+        if top is not None and len(s) > top:
+            idx = np.array(sorted(s), dtype=np.int64)
+            pos = np.searchsorted(w.index, idx)
+            credit = w.effective_mass[pos].astype(np.float64) + w.redundant_mass[pos]
+            order = np.lexsort((idx, -credit, -np.abs(w.weight[pos])))
+            s = set(idx[order[:top]].tolist())
+        sets[name] = s
+    rows = []
+    for a, sa in sets.items():
+        for b, sb in sets.items():
+            union = len(sa | sb)
+            rows.append({"a": a, "b": b, "n_a": len(sa), "n_b": len(sb), "shared": len(sa & sb),
+                         "jaccard": len(sa & sb) / union if union else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def top_activating_tokens(
+    model: Any,
+    sequences: Sequence[Sequence[int]],
+    neurons: Sequence[tuple[int, int]],
+    *,
+    top: int = 5,
+    window: int = 4,
+    progress: bool = False,
+) -> "pd.DataFrame":
+    """The tokens on which each neuron's activation is largest, over the given token sequences.
+
+    ``model`` is a :class:`~nex_interp.models.loader.LoadedModel`; each sequence (token ids, e.g.
+    prompt + response) runs once through its TransformerLens bridge, reading the neuron hook
+    ``blocks.{L}.mlp.out.hook_in`` of the layers involved. Columns: ``layer, unit, rank, sequence,
+    position, activation, token, context`` where ``context`` shows ``window`` tokens on each side
+    with the token itself in double angle brackets.
+    """
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    if top < 1 or window < 0:
+        raise ConfigError(f"top must be >= 1 and window >= 0, got top={top}, window={window}")
+    bad = [(L, U) for L, U in neurons if not (0 <= L < model.n_layers and 0 <= U < model.d_mlp)]
+    if bad:
+        raise ConfigError(f"neurons {bad[:3]} are outside the model's {model.n_layers} layers x {model.d_mlp} units")
+    names = {L: model.hook_name(L) for L in sorted({int(L) for L, _ in neurons})}
+    per_neuron: dict[tuple[int, int], list[tuple[float, int, int]]] = {(int(L), int(U)): [] for L, U in neurons}
+    for s, ids in enumerate(tqdm(sequences, desc="neuron activations", unit="seq", disable=not progress)):
+        tokens = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
+        with torch.inference_mode():
+            _, acts = model.bridge.run_with_cache(tokens, names_filter=list(names.values()))
+        for (L, U), found in per_neuron.items():
+            values = acts[names[L]][0, :, U].float().cpu().numpy()
+            for pos in np.argsort(-values, kind="stable")[:top]:
+                found.append((float(values[pos]), s, int(pos)))
+        del acts
+    tok = model.tokenizer
+
+    def show(ids: Sequence[int]) -> str:
+        return tok.decode(list(ids)) if len(ids) else ""
+
+    records = []
+    for (L, U), found in per_neuron.items():
+        found.sort(key=lambda r: (-r[0], r[1], r[2]))
+        for rank, (value, s, pos) in enumerate(found[:top], 1):
+            ids = list(sequences[s])
+            left, here, right = ids[max(0, pos - window) : pos], ids[pos : pos + 1], ids[pos + 1 : pos + 1 + window]
+            records.append({"layer": L, "unit": U, "rank": rank, "sequence": s, "position": pos, "activation": value,
+                            "token": show(here), "context": f"{show(left)} «{show(here)}» {show(right)}".strip()})
+    return pd.DataFrame(records, columns=["layer", "unit", "rank", "sequence", "position", "activation", "token", "context"])
