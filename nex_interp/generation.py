@@ -1,0 +1,242 @@
+"""Sample chains of thought: N responses per prompt with the HF model's own KV-cached ``generate``.
+
+Prompts come as JSONL rows with a ``prompt`` string (and optionally ``id``/``problem_id`` and any
+other fields, e.g. a reference answer used later for evaluation only). Each output row carries
+``id`` (``"{problem_id}:{sample}"``), ``problem_id``, ``sample``, ``prompt``, ``response``, every
+other field of its prompt row, and ``chat_template``, ``n_response_tokens`` and ``finish_reason``
+(``stop`` or ``length``).
+
+Generation is per problem: all samples of one problem are drawn (in batches of ``batch_size``,
+left-padded) with the RNG seeded from ``(seed, problem_id)``, so a problem's samples do not depend
+on which other problems are generated with it or on resuming. :func:`generate_to_file` appends
+each finished problem to the output JSONL and skips finished problems when run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import ConfigError, NexError
+from .models.prompts import encode_prompt
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models.loader import LoadedModel
+
+#: fields the generator writes (a prompt row's own fields of these names are overridden)
+OUTPUT_FIELDS = ("id", "problem_id", "sample", "prompt", "response", "chat_template", "n_response_tokens", "finish_reason")
+
+
+class InputError(NexError):
+    """A JSONL input file is missing or malformed."""
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "JSONL file") -> list[dict]:
+    """Rows of a JSONL file (blank lines ignored); one-line errors naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path} not found: give an existing JSONL file")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{what} {path} line {n} is not valid JSON ({e.msg}): fix or remove that line") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{what} {path} line {n} is not a JSON object: each line must be {{...}}")
+            row["_line"] = n
+            rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling settings. ``temperature`` 0 means greedy decoding."""
+
+    samples: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    seed: int = 0
+    batch_size: int = 8
+    chat_template: bool = False
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"--samples must be >= 1, got {self.samples}")
+        if self.temperature < 0:
+            raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def normalise_prompts(rows: list[dict], source: str = "prompts") -> list[dict]:
+    """Check prompt rows and give each a unique string ``problem_id`` (its ``problem_id``, ``id`` or line index)."""
+    out, seen = [], set()
+    for i, row in enumerate(rows):
+        line = row.get("_line", i + 1)
+        if not isinstance(row.get("prompt"), str):
+            raise InputError(f"{source} line {line} has no string field 'prompt': each row needs one")
+        pid = row.get("problem_id", row.get("id", i))
+        pid = str(pid)
+        if pid in seen:
+            raise InputError(f"{source} line {line} repeats problem id {pid!r}: give each prompt a unique 'id'")
+        seen.add(pid)
+        clean = {k: v for k, v in row.items() if k not in ("_line", "id", "problem_id")}
+        clean["problem_id"] = pid
+        out.append(clean)
+    return out
+
+
+def _problem_seed(seed: int, problem_id: str) -> int:
+    h = hashlib.sha256(f"{seed}\x00{problem_id}".encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def generate_problem(model: "LoadedModel", prompt_row: dict, config: GenerationConfig) -> list[dict]:
+    """All ``config.samples`` responses to one normalised prompt row."""
+    import torch
+
+    tok = model.tokenizer
+    ids = encode_prompt(tok, prompt_row["prompt"], config.chat_template)
+    if len(ids) + config.max_new_tokens > model.n_ctx:
+        raise ConfigError(
+            f"prompt {prompt_row['problem_id']!r} has {len(ids)} tokens; with --max-new-tokens {config.max_new_tokens} "
+            f"it exceeds the model's context of {model.n_ctx}: lower --max-new-tokens"
+        )
+    eos = model.hf_model.generation_config.eos_token_id
+    if eos is None:
+        eos = tok.eos_token_id
+    eos_set = set(eos if isinstance(eos, list) else [eos]) - {None}
+    pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos_set), 0)
+    device = model.device
+    torch.manual_seed(_problem_seed(config.seed, prompt_row["problem_id"]))
+    rows = []
+    extra = {k: v for k, v in prompt_row.items() if k not in OUTPUT_FIELDS}
+    for start in range(0, config.samples, config.batch_size):
+        n = min(config.batch_size, config.samples - start)
+        input_ids = torch.tensor([ids] * n, dtype=torch.long, device=device)
+        attn = torch.ones_like(input_ids)
+        kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=pad, eos_token_id=sorted(eos_set) or None)
+        if config.temperature > 0:
+            kwargs.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = model.hf_model.generate(input_ids=input_ids, attention_mask=attn, **kwargs)
+        new = out[:, input_ids.shape[1]:].cpu().tolist()
+        for j, seq in enumerate(new):
+            finish = "length"
+            for k, t in enumerate(seq):
+                if t in eos_set:
+                    seq, finish = seq[:k], "stop"
+                    break
+            sample = start + j
+            rows.append(
+                {
+                    "id": f"{prompt_row['problem_id']}:{sample}",
+                    "problem_id": prompt_row["problem_id"],
+                    "sample": sample,
+                    "prompt": prompt_row["prompt"],
+                    "response": tok.decode(seq, skip_special_tokens=True),
+                    **extra,
+                    "chat_template": config.chat_template,
+                    "n_response_tokens": len(seq),
+                    "finish_reason": finish,
+                }
+            )
+    return rows
+
+
+def generate_responses(
+    model: "LoadedModel", prompts: list[dict], samples: int = 4, *, temperature: float = 0.7, top_p: float = 0.95,
+    max_new_tokens: int = 512, seed: int = 0, batch_size: int = 8, chat_template: bool = False, progress: bool = False,
+) -> list[dict]:
+    """``samples`` responses to every prompt row, in prompt order (settings: see :class:`GenerationConfig`)."""
+    config = GenerationConfig(samples, temperature, top_p, max_new_tokens, seed, batch_size, chat_template)
+    out = []
+    for row in _progress(normalise_prompts(prompts), progress, config.samples):
+        out.extend(generate_problem(model, row, config))
+    return out
+
+
+def _progress(rows: list[dict], enabled: bool, samples: int) -> Iterator[dict]:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(rows, desc="generate", unit="problem", disable=not enabled)
+    for row in bar:
+        yield row
+        bar.set_postfix(responses=(bar.n + 1) * samples)
+
+
+def _done_problems(path: Path, samples: int) -> set[str]:
+    """Problem ids already complete in an output file; drops a torn last line left by a kill."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep != len(data):  # an interrupted write: cut it off
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+        data = data[:keep]
+    counts: dict[str, set[int]] = {}
+    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            counts.setdefault(str(row["problem_id"]), set()).add(int(row["sample"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise InputError(f"existing output {path} line {n} is not a response row: choose a new output file") from None
+    done = set()
+    for pid, got in counts.items():
+        if got != set(range(samples)):
+            raise InputError(
+                f"existing output {path} has samples {sorted(got)[:5]} of problem {pid!r}, not 0..{samples - 1}: "
+                "use the same --samples as before or a new output file"
+            )
+        done.add(pid)
+    return done
+
+
+@dataclass
+class GenerationReport:
+    n_problems: int
+    n_skipped_done: int
+    n_generated: int
+    output: Path
+
+
+def generate_to_file(model: "LoadedModel", prompts: list[dict], out: str | os.PathLike, config: GenerationConfig, progress: bool = True) -> GenerationReport:
+    """Generate to ``out`` (JSONL), appending each finished problem; finished problems are skipped."""
+    from .provenance import record, write_sidecar
+
+    out = Path(out)
+    rows = normalise_prompts(prompts)
+    done = _done_problems(out, config.samples)
+    todo = [r for r in rows if r["problem_id"] not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_new = 0
+    with open(out, "a", encoding="utf-8") as f:
+        for row in _progress(todo, progress, config.samples):
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in generate_problem(model, row, config))
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+            n_new += config.samples
+    write_sidecar(out, record("generate", config=config.to_dict(), model=model.identity, inputs={"n_prompts": len(rows)}))
+    return GenerationReport(len(rows), len(rows) - len(todo), n_new, out)
