@@ -105,6 +105,16 @@ def run_child(argv: list[str], env: dict | None = None) -> tuple[float, float, s
     return wall, usage.ru_maxrss / 1024.0, text, usage.ru_utime + usage.ru_stime
 
 
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache so the next process reads the cache from disk (``--cold``; needs root)."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+    except OSError as e:
+        raise SystemExit(f"--cold needs write access to /proc/sys/vm/drop_caches ({e.strerror}): run as root or drop --cold")
+
+
 def cli_has_run() -> bool:
     r = subprocess.run([sys.executable, "-m", "nex_interp", "run", "--help"], capture_output=True, text=True, cwd=REPO)
     return r.returncode == 0
@@ -135,6 +145,8 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3, help="time each process this many times, interleaved (default 3)")
     p.add_argument("--api", action="store_true", help="time only the core API script, not `nex run`")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--cold", action="store_true",
+                   help="drop the page cache before every timed process, so each one reads the cache from disk")
     a = p.parse_args()
 
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -153,17 +165,21 @@ def main() -> int:
     how = ("python -m nex_interp run CACHE -o OUT" if use_cli else
            "core API script (--api)" if a.api else "core API script (no `nex run` command in this checkout)")
 
-    # warm the page cache once so that every timed process sees the same state
+    # warm (or, with --cold, empty) the page cache so that every timed process sees the same state
     run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env)
+    prepare = drop_page_cache if a.cold else (lambda: None)
     floor, api, run = [], [], []
     detail = {}
     for r in range(max(1, a.repeat)):  # interleaved, so that a burst of load on the machine hits all three
+        prepare()
         floor.append(run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env))
         api_dir = Path(tmp.name) / f"api_out{r}"
         api_dir.mkdir(parents=True, exist_ok=True)
+        prepare()
         api.append(run_child([py, "-c", API_RUN.format(), str(cache), str(api_dir)], env))
         detail = json.loads(api[-1][2].strip().splitlines()[-1])
         if use_cli:
+            prepare()
             run.append(run_child([py, "-m", "nex_interp", "run", str(cache), "-o", str(Path(tmp.name) / f"run_out{r}")], env))
     if not use_cli:
         run = api
@@ -211,8 +227,10 @@ def main() -> int:
         "samples": {"floor": [(s[0], s[3]) for s in floor], "api": [(s[0], s[3]) for s in api],
                     "run": [(s[0], s[3]) for s in run]},
         "nex_workers": env.get("NEX_WORKERS", "1"),
+        "page_cache": "cold (dropped before each process)" if a.cold else "warm",
     }
-    print(f"cache: {n_entries / 1e6:.1f}M entries, {mib:.0f} MiB on disk ({cache}); best of {len(floor)} interleaved runs "
+    print(f"cache: {n_entries / 1e6:.1f}M entries, {mib:.0f} MiB on disk ({cache}); page cache {fig['page_cache']}; "
+          f"best of {len(floor)} interleaved runs "
           "(wall and CPU = user + sys of the fresh process, start-up and imports included)")
     print(f"I/O floor (fresh process reads every array once): {floor_s:.2f} s wall, {floor_cpu:.2f} s CPU, "
           f"peak RSS {floor_rss:.0f} MiB")

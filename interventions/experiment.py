@@ -27,12 +27,13 @@ from nex_interp import __version__
 from nex_interp.atomic import write_text
 from nex_interp.errors import ConfigError
 from nex_interp.neuron_weights import NeuronWeights
+from nex_interp.plots import save_figure
 from nex_interp.provenance import dumps, record, write_sidecar
 
 from .config import TransferConfig, check_before_loading, model_spec
 from .evaluate import Evaluation, evaluate, full_sequences
 from .neuron_sets import NeuronSet, random_matched, save_set, top_effective, top_redundant
-from .results import aggregate, plot_dose_response, save_figure, write_results_csv
+from .results import aggregate, plot_dose_response, write_results_csv
 from .tasks import EvalProblem, get_task
 
 PROGRESS = "progress.jsonl"
@@ -282,7 +283,11 @@ def write_outputs(cfg: TransferConfig, out: Path, log: ProgressLog, sets: dict[s
     write_results_csv(rows, results_csv)
     plot = out / "dose_response.png"
     title = f"{cfg.operation.kind}: {cfg.models.donor or ''} -> {cfg.models.recipient}" if cfg.operation.kind != "ablate" else f"ablate ({cfg.operation.ablation}) in {cfg.models.recipient}"
-    save_figure(plot_dose_response(rows, title, "recipient" if cfg.operation.kind != "ablate" else "model"), plot)
+    fig = plot_dose_response(rows, title, "recipient" if cfg.operation.kind != "ablate" else "model")
+    save_figure(fig, plot, command="nex transfer", config=cfg.to_dict())
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
     per_seed = [
         {"condition": r["condition"], "k": r["k"], "seed": r["seed"], "accuracy": r["accuracy"], "set_size": r["set_size"]}
         for r in log.done.values() if r["seed"] is not None

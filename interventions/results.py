@@ -78,46 +78,23 @@ def write_results_csv(rows: list[ResultRow], path: Path) -> None:
 
 
 def plot_dose_response(rows: list[ResultRow], title: str = "", baseline: str = "recipient"):
-    """A matplotlib Figure: delta vs k per condition, with the bootstrap intervals as error bars."""
-    import matplotlib
+    """A matplotlib Figure: delta vs k per condition with the bootstrap intervals shaded
+    (:func:`nex_interp.plots.plot_dose_response`), plus the donor's own delta as a dashed line."""
+    import pandas as pd
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from nex_interp.plots import plot_dose_response as plot_curve
 
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    colours = {"effective": "tab:green", "redundant": "tab:red", "random": "tab:gray"}
-    ks_all = sorted({r.k for r in rows if r.condition not in REFERENCE_CONDITIONS})
-    log_x = bool(ks_all) and max(ks_all) / max(min(ks_all), 1) >= 8
-    for j, cond in enumerate(("effective", "redundant", "random")):
-        rs = sorted((r for r in rows if r.condition == cond), key=lambda r: r.k)
-        if not rs:
-            continue
-        # a small horizontal offset per condition keeps the error bars apart
-        shift = (j - 1) * 0.04
-        k = np.array([r.k for r in rs], dtype=float)
-        k = k * (1.0 + shift) if log_x else k + shift * max(ks_all)
-        d = np.array([r.delta for r in rs])
-        err = np.vstack([d - np.array([r.ci_low for r in rs]), np.array([r.ci_high for r in rs]) - d])
-        ax.errorbar(k, d, yerr=err, marker="o", capsize=3, label=cond, color=colours[cond])
-    ax.axhline(0.0, color="black", lw=0.8)
+    sets = [r for r in rows if r.condition not in REFERENCE_CONDITIONS]
+    df = pd.DataFrame({"condition": [r.condition for r in sets], "k": [r.k for r in sets],
+                       "delta": [r.delta for r in sets], "ci_low": [r.ci_low for r in sets],
+                       "ci_high": [r.ci_high for r in sets]})
+    ks = sorted(set(df["k"]))
+    fig = plot_curve(df, logx=bool(ks) and max(ks) / max(min(ks), 1) >= 8, title=title or None)
+    ax = fig.axes[0]
     donor = [r for r in rows if r.condition == "donor"]
     if donor:
         ax.axhline(donor[0].delta, color="tab:blue", lw=0.8, ls="--", label="donor")
-    if log_x:
-        ax.set_xscale("log", base=2)
+        ax.legend(fontsize="small", title="condition")
     ax.set_xlabel("neurons in the set (k)")
     ax.set_ylabel(f"accuracy change vs untouched {baseline}")
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
-
-
-def save_figure(fig, path: Path) -> None:
-    """Save a figure atomically as PNG."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)

@@ -311,12 +311,15 @@ def _plots(out: Path, merge: list[VariantResult], hi_rows: list[float], best: Va
     plt.close(fig)
     written.append("inverted_u.png")
 
-    # one response of the best variant: the longest correct worked solution
+    # one response of the best variant: the longest correct worked solution, preferring one in
+    # which the HMM found an explore phase (so the figure shows both kinds of span)
     cache = open_cache(out / "variants" / best.name / "cache")
     responses = _cache_responses(out / "variants" / best.name)
-    order = sorted(range(len(responses)), key=lambda i: (not best.correct[i], -len(responses[i]["response"].split()), i))
+    diags = [diagnose_response(cache, j, NexParams()) for j in range(len(responses))]
+    order = sorted(range(len(responses)), key=lambda j: (not best.correct[j], diags[j].n_e_segments == 0,
+                                                         -len(responses[j]["response"].split()), j))
     i = order[0]
-    d = diagnose_response(cache, i, NexParams())
+    d = diags[i]
     tokens = responses[i]["response"].split()
     gold = np.array([l == "E" for l in label_tokens(tokens)])
     row_tok = np.asarray(d.tokens, dtype=np.int64)

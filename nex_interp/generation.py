@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .errors import ConfigError, NexError
+from .jsonl import iter_jsonl
 from .models.prompts import encode_prompt
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,23 +38,7 @@ class InputError(NexError):
 
 def read_jsonl(path: str | os.PathLike, what: str = "JSONL file") -> list[dict]:
     """Rows of a JSONL file (blank lines ignored); one-line errors naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} {path} not found: give an existing JSONL file")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{what} {path} line {n} is not valid JSON ({e.msg}): fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{what} {path} line {n} is not a JSON object: each line must be {{...}}")
-            row["_line"] = n
-            rows.append(row)
-    return rows
+    return [dict(row, _line=n) for n, row in iter_jsonl(path, what, InputError, "give an existing JSONL file")]
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import NexError
+from .jsonl import iter_jsonl
 
 E, X, UNLABELLED = 1, 0, -1
 _LABELS = {"E": E, "X": X, "e": E, "x": X, "explore": E, "exploit": X}
@@ -141,23 +142,12 @@ def parse_annotation(obj: dict, where: str = "annotation") -> Annotation:
 def read_annotations(path: str | Path) -> dict[str, Annotation]:
     """Annotations of a JSONL file, by response id; malformed lines are one-line errors naming them."""
     path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"annotation file {path} not found")
     out: dict[str, Annotation] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise AnnotationError(f"{path} line {lineno} is not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise AnnotationError(f"{path} line {lineno} is not a JSON object")
-            ann = parse_annotation(obj, f"{path} line {lineno}")
-            if ann.id in out:
-                raise AnnotationError(f"{path} line {lineno}: response {ann.id!r} is annotated twice")
-            out[ann.id] = ann
+    for lineno, obj in iter_jsonl(path, "annotation file", AnnotationError, "give the JSONL of E/X spans (see docs/selection.md)"):
+        ann = parse_annotation(obj, f"{path} line {lineno}")
+        if ann.id in out:
+            raise AnnotationError(f"{path} line {lineno}: response {ann.id!r} is annotated twice")
+        out[ann.id] = ann
     if not out:
         raise AnnotationError(f"annotation file {path} holds no annotations")
     return out

@@ -10,7 +10,6 @@ cache (:mod:`nex_interp.selection.pipeline`), or construct it directly in a note
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -18,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError, NexError
+from ..jsonl import iter_jsonl
 from .answers import REFERENCE_FIELDS, extract_answer, normalize_answer
 
 
@@ -105,20 +105,7 @@ class CandidateSet:
 def read_jsonl(path: str | Path) -> list[dict]:
     """Rows of a JSONL file; a malformed line is a one-line error naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise ResponsesError(f"responses file {path} not found: pass the JSONL written by 'nex generate'")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ResponsesError(f"{path} line {lineno} is not valid JSON ({e.msg}): fix or remove that line") from None
-            if not isinstance(row, dict):
-                raise ResponsesError(f"{path} line {lineno} is not a JSON object")
-            rows.append(row)
+    rows = [row for _, row in iter_jsonl(path, "responses file", ResponsesError, "pass the JSONL written by 'nex generate'")]
     if not rows:
         raise ResponsesError(f"{path} holds no responses")
     return rows
