@@ -166,6 +166,17 @@ def _assert_same_files(a: Path, b: Path) -> None:
     assert ma == mb
 
 
+def _finish_and_compare(w, responses, path: Path, whole: Path) -> None:
+    """Add the responses the resumed writer ``w`` lacks, close it, and check its files equal a cache of
+    all ``responses`` written in one go at ``whole``."""
+    for r in responses:
+        if r.meta["id"] not in w.done_ids:
+            w.add_response(r.rows, r.base_keys, r.base_mass, r.meta, r.streams)
+    w.close()
+    write_cache(whole, responses)
+    _assert_same_files(path, whole)
+
+
 def test_unclosed_cache_with_garbage_past_commit_is_valid_and_resumes(tmp_path):
     responses = make_responses(6, seed=5)
     write_cache(tmp_path / "c", responses[:4], close=False)
@@ -184,12 +195,7 @@ def test_unclosed_cache_with_garbage_past_commit_is_valid_and_resumes(tmp_path):
         open_cache(tmp_path / "c", verify_checksums=True)
     w = CacheWriter(tmp_path / "c", KeyScheme.ref22(), {"model": "test-model", "rule": "gt0", "row_tokens": 32}, resume=True)
     assert w.n_done == 4
-    for r in responses:
-        if r.meta["id"] not in w.done_ids:
-            w.add_response(r.rows, r.base_keys, r.base_mass, r.meta, r.streams)
-    w.close()
-    write_cache(tmp_path / "whole", responses)
-    _assert_same_files(tmp_path / "c", tmp_path / "whole")
+    _finish_and_compare(w, responses, tmp_path / "c", tmp_path / "whole")
 
 
 _KILLER = textwrap.dedent(
@@ -238,12 +244,7 @@ def test_killed_writer_resumes_with_nothing_lost_or_doubled(tmp_path, kill_on, c
     _check_round_trip(cache, responses[:committed], KeyScheme.ref22())
     w = CacheWriter(tmp_path / "c", KeyScheme.ref22(), {"model": "test-model", "rule": "gt0", "row_tokens": 32}, resume=True)
     assert w.done_ids == {f"r{i}" for i in range(committed)}
-    for r in responses:
-        if r.meta["id"] not in w.done_ids:
-            w.add_response(r.rows, r.base_keys, r.base_mass, r.meta, r.streams)
-    w.close()
-    write_cache(tmp_path / "whole", responses)
-    _assert_same_files(tmp_path / "c", tmp_path / "whole")
+    _finish_and_compare(w, responses, tmp_path / "c", tmp_path / "whole")
     _check_round_trip(open_cache(tmp_path / "c", verify_checksums=True), responses, KeyScheme.ref22())
 
 

@@ -23,37 +23,25 @@ def _per_response(values: list[np.ndarray | None], fn) -> np.ndarray:
     return np.asarray([float("nan") if v is None or len(v) == 0 else fn(v) for v in values], dtype=np.float64)
 
 
-@register_method(
+def _register_gmf(name: str, summary: str) -> None:
+    """Register ``name`` as a score method picking the highest precomputed GMF score of that name."""
+    register_method(name, kind="score", citation=NEX_CITATION, summary=summary, requires=(f"score:{name}",))(
+        lambda c, o: c.scores[name]
+    )
+
+
+_register_gmf(
     "nex_gmf",
-    kind="score",
-    citation=NEX_CITATION,
-    summary="highest Good-Mass Fraction, weights self-calibrated on the problem's own candidates (no labels)",
-    requires=("score:nex_gmf",),
+    "highest Good-Mass Fraction, weights self-calibrated on the problem's own candidates (no labels)",
 )
-def _nex_gmf(c: CandidateSet, o: SelectionOptions) -> np.ndarray:
-    return c.scores["nex_gmf"]
-
-
-@register_method(
+_register_gmf(
     "nex_gmf_pooled",
-    kind="score",
-    citation=NEX_CITATION,
-    summary="highest Good-Mass Fraction, weights self-calibrated on all problems' candidates pooled (no labels)",
-    requires=("score:nex_gmf_pooled",),
+    "highest Good-Mass Fraction, weights self-calibrated on all problems' candidates pooled (no labels)",
 )
-def _nex_gmf_pooled(c: CandidateSet, o: SelectionOptions) -> np.ndarray:
-    return c.scores["nex_gmf_pooled"]
-
-
-@register_method(
+_register_gmf(
     "nex_gmf_calibrated",
-    kind="score",
-    citation=NEX_CITATION,
-    summary="highest Good-Mass Fraction, weights learned on a separate unlabeled calibration set",
-    requires=("score:nex_gmf_calibrated",),
+    "highest Good-Mass Fraction, weights learned on a separate unlabeled calibration set",
 )
-def _nex_gmf_calibrated(c: CandidateSet, o: SelectionOptions) -> np.ndarray:
-    return c.scores["nex_gmf_calibrated"]
 
 
 @register_method(
