@@ -56,7 +56,9 @@ def register(sub) -> None:
     p = zsub.add_parser("train", help=cmd_zoo_train.__doc__, description=cmd_zoo_train.__doc__)
     p.add_argument("-o", "--output", default="zoo", help="output directory (default: ./zoo; the shipped zoo lives in nex_interp/zoo/weights)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (default 1.0 = the shipped zoo)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1, as the shipped zoo was trained; other counts can change "
+                        "the weights' last bits; 0: torch's choice)")
     p.set_defaults(func=cmd_zoo_train)
 
     p = sub.add_parser("merge", help=cmd_merge.__doc__, description=cmd_merge.__doc__)
