@@ -6,7 +6,8 @@ Builds the cache (``make_cache.py OUT --responses 400 --rows-lo 80 --rows-hi 250
 
 1. the I/O floor: a process that reads every cache array once;
 2. ``nex run`` end to end (``python -m nex_interp run CACHE -o OUT`` when that command exists,
-   otherwise a script doing the same through the core API on memory-mapped arrays);
+   otherwise a script doing the same through the core API on memory-mapped arrays), with the compiled
+   kernels (as installed) and, for comparison, on the numpy path (``NEX_KERNEL=numpy``);
 3. the straightforward per-row loop (``tests/oracle_nex.py``) on the first responses, extrapolated
    to the whole cache by entry count.
 
@@ -64,7 +65,7 @@ t3 = time.perf_counter()
 np.savez(sys.argv[2] + '/weights.npz', index=w.index, weight=w.weight)
 np.savetxt(sys.argv[2] + '/scores.csv', g, delimiter=',')
 print(json.dumps({{'import_open_s': t1 - t0, 'learn_s': t2 - t1, 'score_s': t3 - t2, 'n_weights': len(w),
-                  'nex_score': nex_score(g)}}))
+                  'nex_score': nex_score(g), 'kernel': w.meta.get('kernel', 'numpy')}}))
 """
 
 ORACLE = """
@@ -144,6 +145,8 @@ def main() -> int:
     p.add_argument("--oracle-responses", type=int, default=6, help="responses the per-row loop runs on (0: skip it)")
     p.add_argument("--repeat", type=int, default=3, help="time each process this many times, interleaved (default 3)")
     p.add_argument("--api", action="store_true", help="time only the core API script, not `nex run`")
+    p.add_argument("--no-numpy-path", action="store_true",
+                   help="skip timing `nex run` on the numpy path (NEX_KERNEL=numpy) for comparison")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--cold", action="store_true",
                    help="drop the page cache before every timed process, so each one reads the cache from disk")
@@ -168,7 +171,8 @@ def main() -> int:
     # warm (or, with --cold, empty) the page cache so that every timed process sees the same state
     run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env)
     prepare = drop_page_cache if a.cold else (lambda: None)
-    floor, api, run = [], [], []
+    floor, api, run, run_np = [], [], [], []
+    np_env = dict(env, NEX_KERNEL="numpy")
     detail = {}
     for r in range(max(1, a.repeat)):  # interleaved, so that a burst of load on the machine hits all three
         prepare()
@@ -181,11 +185,16 @@ def main() -> int:
         if use_cli:
             prepare()
             run.append(run_child([py, "-m", "nex_interp", "run", str(cache), "-o", str(Path(tmp.name) / f"run_out{r}")], env))
+            if not a.no_numpy_path:
+                prepare()
+                run_np.append(run_child([py, "-m", "nex_interp", "run", str(cache), "-o",
+                                         str(Path(tmp.name) / f"run_np_out{r}")], np_env))
     if not use_cli:
         run = api
     floor_s, floor_cpu, floor_rss = best(floor)
     api_s, api_cpu, api_rss = best(api)
     run_s, run_cpu, run_rss = best(run)
+    run_np_s = best(run_np)[0] if run_np else float("nan")
 
     k = a.oracle_responses
     loop_s = float("nan")
@@ -226,7 +235,10 @@ def main() -> int:
         "loop_over_run": loop_s / run_s,
         "samples": {"floor": [(s[0], s[3]) for s in floor], "api": [(s[0], s[3]) for s in api],
                     "run": [(s[0], s[3]) for s in run]},
-        "nex_workers": env.get("NEX_WORKERS", "1"),
+        "nex_workers": env.get("NEX_WORKERS", "auto"),
+        "kernel": detail.get("kernel"),
+        "run_numpy_path_s": run_np_s,
+        "run_numpy_path_over_floor": run_np_s / floor_s,
         "page_cache": "cold (dropped before each process)" if a.cold else "warm",
     }
     print(f"cache: {n_entries / 1e6:.1f}M entries, {mib:.0f} MiB on disk ({cache}); page cache {fig['page_cache']}; "
@@ -236,7 +248,11 @@ def main() -> int:
           f"peak RSS {floor_rss:.0f} MiB")
     print(f"core API (learn_weights + score_responses, memmapped arrays): {api_s:.2f} s wall, {api_cpu:.2f} s CPU, "
           f"peak RSS {api_rss:.0f} MiB; in-process: learn {detail['learn_s']:.2f} s, score {detail['score_s']:.2f} s")
-    print(f"nex run [{how}]: {run_s:.2f} s wall, {run_cpu:.2f} s CPU, peak RSS {run_rss:.0f} MiB")
+    print(f"nex run [{how}]: {run_s:.2f} s wall, {run_cpu:.2f} s CPU, peak RSS {run_rss:.0f} MiB "
+          f"(core inner loops: {detail.get('kernel')}, NEX_WORKERS={fig['nex_workers']})")
+    if run_np:
+        print(f"nex run on the numpy path (NEX_KERNEL=numpy, for comparison): {run_np_s:.2f} s wall = "
+              f"{run_np_s / floor_s:.2f}x the floor")
     if k > 0:
         print(f"per-row loop (oracle, {k} responses, extrapolated): {loop_s:.1f} s; loop / nex run = {loop_s / run_s:.1f}, "
               f"loop / core API = {loop_s / api_s:.1f}")

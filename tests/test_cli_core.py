@@ -159,3 +159,28 @@ def test_no_scorable_response_gives_null_score(tmp_path, capsys):
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["nex_score"] is None and summary["log_gap"] is None and summary["n_scored_responses"] == 0
     assert pd.read_csv(tmp_path / "r" / "scores.csv")["gmf"].isna().all()
+
+
+def test_the_command_table_names_each_commands_module():
+    """`nex COMMAND` builds only COMMANDS[COMMAND]'s module: the table must say what each module registers."""
+    import argparse
+    import importlib
+
+    from nex_interp.cli import COMMAND_MODULES, COMMANDS
+
+    found = {}
+    for name in COMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(f"nex_interp.cli.{name}").register(sub)
+        found.update({command: name for command in sub.choices})
+    assert found == COMMANDS
+
+
+def test_a_single_command_loads_only_its_group():
+    import subprocess
+    import sys
+
+    check = ("import sys\nfrom nex_interp.cli import build_parser, COMMANDS\nbuild_parser(COMMANDS['run'])\n"
+             "print(sorted(m for m in sys.modules if m.startswith('nex_interp.cli.')))")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip() == "['nex_interp.cli.core_cmds']"

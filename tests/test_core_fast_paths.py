@@ -1,5 +1,6 @@
-"""The speed paths of ``nex run`` change nothing: the forked helper, page release, the quiet progress
-bar and the pandas-free scores.csv give exactly what the plain paths give."""
+"""The speed paths of ``nex run`` change nothing: the forked helper (numpy path), page release, the
+quiet progress bar and the pandas-free scores.csv give exactly what the plain paths give. (The compiled
+kernels and their second thread: tests/test_core_kernel.py.)"""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ from synth_cache import random_cache
 REFERENCE_CACHE = Path(__file__).parent / "data" / "reference" / "example_cache"
 
 
+@pytest.fixture
+def numpy_path(monkeypatch):
+    """The numpy path of the core (where the forked helper applies)."""
+    monkeypatch.setenv("NEX_KERNEL", "numpy")
+
+
 @pytest.fixture(scope="module")
 def cache():
     return random_cache(31, 9, 20, 70, dirty=0.02)
@@ -35,8 +42,9 @@ def _same_weights(a, b) -> None:
 
 
 @pytest.mark.skipif(not can_fork(), reason="the forked helper is Linux-only")
-def test_two_processes_learn_exactly_what_one_does(cache):
+def test_two_processes_learn_exactly_what_one_does(cache, numpy_path):
     one = learn_weights(cache, NexParams(min_run=1))
+    assert one.meta["kernel"] == "numpy"
     two = learn_weights(cache, NexParams(min_run=1), workers=2)
     _same_weights(one, two)
     assert one.meta["n_effective_cycles"] + one.meta["n_redundant_cycles"] > 0
@@ -45,7 +53,7 @@ def test_two_processes_learn_exactly_what_one_does(cache):
 
 
 @pytest.mark.skipif(not can_fork(), reason="the forked helper is Linux-only")
-def test_a_failed_helper_is_redone_in_process(cache, monkeypatch):
+def test_a_failed_helper_is_redone_in_process(cache, monkeypatch, numpy_path):
     import nex_interp.core.learn as learn_mod
 
     class Broken:
@@ -64,11 +72,13 @@ def test_a_failed_helper_is_redone_in_process(cache, monkeypatch):
 
 def test_workers_setting(monkeypatch):
     monkeypatch.delenv("NEX_WORKERS", raising=False)
-    assert default_workers() == 1
+    assert default_workers() is None  # automatic
     monkeypatch.setenv("NEX_WORKERS", "2")
     assert default_workers() == 2
-    monkeypatch.setenv("NEX_WORKERS", "many")
+    monkeypatch.setenv("NEX_WORKERS", "1")
     assert default_workers() == 1
+    monkeypatch.setenv("NEX_WORKERS", "many")
+    assert default_workers() is None
 
 
 def test_released_pages_change_nothing(tmp_path):

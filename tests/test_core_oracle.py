@@ -1,7 +1,11 @@
 """The fast core equals the plain loop-by-loop oracle (tests/oracle_nex.py) on generated caches,
-including every sanitising case of the spec, in both key schemes."""
+including every sanitising case of the spec, in both key schemes, with the compiled kernels and on the
+numpy path."""
 
 from __future__ import annotations
+
+import os
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -14,6 +18,21 @@ from nex_interp.keys import KeyScheme
 from synth_cache import build_cache, planted_rows, random_cache
 
 SCHEMES = {"ref22": KeyScheme.ref22(), "wide": KeyScheme("wide", n_layers=80, d_mlp=70000)}
+KERNELS = ("compiled", "numpy")
+
+
+@contextmanager
+def core_kernel(choice: str):
+    """Run the core with the compiled kernels or on its numpy path ($NEX_KERNEL), restoring it after."""
+    old = os.environ.get("NEX_KERNEL")
+    os.environ["NEX_KERNEL"] = choice
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("NEX_KERNEL", None)
+        else:
+            os.environ["NEX_KERNEL"] = old
 
 
 def fast_as_dict(weights) -> dict:
@@ -43,10 +62,12 @@ def assert_matches_oracle(cache, params: NexParams = NexParams()) -> None:
     universe=st.sampled_from([30, 400, 1500]),
     scheme=st.sampled_from(sorted(SCHEMES)),
 )
-def test_fast_equals_oracle_on_generated_caches(seed, n_responses, rows_lo, rows_span, dirty, universe, scheme):
+@pytest.mark.parametrize("kern", KERNELS)
+def test_fast_equals_oracle_on_generated_caches(kern, seed, n_responses, rows_lo, rows_span, dirty, universe, scheme):
     cache = random_cache(seed, n_responses, rows_lo, rows_lo + rows_span, SCHEMES[scheme], dirty=dirty,
                          universe=universe)
-    assert_matches_oracle(cache)
+    with core_kernel(kern):
+        assert_matches_oracle(cache)
 
 
 def test_generated_caches_exercise_both_credit_kinds():
@@ -60,9 +81,17 @@ def test_generated_caches_exercise_both_credit_kinds():
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), rho=st.sampled_from([0.6, 0.8, 0.99]), min_run=st.integers(1, 4))
-def test_fast_equals_oracle_for_other_params(seed, rho, min_run):
+@pytest.mark.parametrize("kern", KERNELS)
+def test_fast_equals_oracle_for_other_params(kern, seed, rho, min_run):
     cache = random_cache(seed, 3, 30, 70, dirty=0.05)
-    assert_matches_oracle(cache, NexParams(rho=rho, min_run=min_run))
+    with core_kernel(kern):
+        assert_matches_oracle(cache, NexParams(rho=rho, min_run=min_run))
+
+
+@pytest.mark.parametrize("kern", KERNELS)
+def test_spec_edge_cases_each_alone_on_both_paths(kern):
+    with core_kernel(kern):
+        test_spec_edge_cases_each_alone()
 
 
 def test_spec_edge_cases_each_alone():

@@ -144,3 +144,12 @@ def test_batching_by_length_does_not_change_labels(monkeypatch):
     for a, b, c in zip(whole, small, one_by_one):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+
+
+def test_seed_draws_are_those_of_randomstate_0():
+    from nex_interp.core.mixture import SEED_DRAWS
+
+    rs = np.random.RandomState(0)
+    first = rs.random_sample()
+    trials = rs.random_sample(2)
+    assert SEED_DRAWS == (first, trials[0], trials[1])

@@ -20,7 +20,6 @@ Fields (see ``docs/cache-format.md``):
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -137,6 +136,8 @@ def fsync_dir(path: Path) -> None:
 
 def sha256_file(path: Path, length_bytes: int | None = None, chunk: int = 1 << 22) -> str:
     """sha256 of a file (of its first ``length_bytes`` bytes when given), read in chunks."""
+    import hashlib  # here: loading OpenSSL costs ~10 ms that opening a cache does not need
+
     h = hashlib.sha256()
     remaining = length_bytes
     with open(path, "rb") as f:

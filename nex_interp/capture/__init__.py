@@ -4,7 +4,19 @@ Importing this package does not import torch; the functions do. Main entry point
 :func:`nex_interp.capture.capture.capture_cache` and :class:`~nex_interp.capture.capture.CaptureConfig`.
 """
 
-from .capture import CaptureConfig, CaptureReport, capture_cache, parse_layers
 from .rules import DEFAULT_RULE, RULES, ActivationRule, parse_rule
+
+_FROM_CAPTURE = ("CaptureConfig", "CaptureReport", "capture_cache", "parse_layers")
+
+
+def __getattr__(name: str):
+    # the capture module (and the model helpers it needs) loads on first use, so that reading an
+    # activation rule (as the nex parser does) stays cheap
+    if name in _FROM_CAPTURE:
+        from . import capture
+
+        return getattr(capture, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["CaptureConfig", "CaptureReport", "capture_cache", "parse_layers", "DEFAULT_RULE", "RULES", "ActivationRule", "parse_rule"]

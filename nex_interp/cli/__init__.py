@@ -10,10 +10,22 @@ with a note that re-running the same command resumes.
 
 from __future__ import annotations
 
-import argparse
-import importlib
+import gc
 import os
-import sys
+
+# Start-up creates many long-lived objects (modules, classes, the parser) and no garbage; the collector
+# would walk them all several times over. It is switched back on (with them frozen) before the command runs.
+gc.disable()
+
+# numpy's OpenBLAS starts a pool of threads that busy-wait for work after start-up; the nex commands
+# make no large BLAS calls, and on a small machine those threads take the cores the NEX core's own
+# threads need. One BLAS thread unless the user chose otherwise (must be set before numpy loads).
+# (torch's own threads are set by OMP/MKL variables, which this leaves alone.)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
 
 from .. import __version__
 from ..errors import NexError
@@ -36,19 +48,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"nex: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: which module registers each command (so that running one command imports only its module);
+#: tests/test_cli.py checks this against what the modules register
+COMMANDS = {
+    "train": "core_cmds", "score": "core_cmds", "run": "core_cmds", "table": "core_cmds",
+    "generate": "capture_cmds", "capture": "capture_cmds",
+    "zoo": "zoo_cmds", "merge": "zoo_cmds", "demo": "zoo_cmds",
+    "select": "select_cmds", "rank": "select_cmds", "annotate": "select_cmds", "sweep": "select_cmds",
+    "transfer": "transfer_cmds",
+    "report": "report_cmds",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The nex parser; ``only``: register just that command group module (one of COMMAND_MODULES)."""
     parser = _Parser(prog="nex", description="NEX: neuron explore-exploit scoring of reasoning traces.")
     parser.add_argument("--version", action="version", version=f"nex-interp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if only is None else (only,):
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `nex COMMAND ...`: build only that command's group (its imports only); anything else (help, a
+    # typo) gets the whole parser, with the list of every command
+    parser = build_parser(COMMANDS.get(argv[0]) if argv else None)
     args = parser.parse_args(argv)
+    gc.freeze()  # what start-up made stays: later collections skip it
+    gc.enable()
     try:
         rc = args.func(args)
     except NexError as e:

@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import Any, Callable
 
-#: environment variable that sets the number of processes for learning (default 1: never fork)
+#: environment variable that sets the number of workers for learning (unset: automatic)
 WORKERS_ENV = "NEX_WORKERS"
 
 
@@ -24,16 +24,17 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "fork")
 
 
-def default_workers() -> int:
-    """Processes for learning: ``$NEX_WORKERS`` (1 or 2) if set, else 1.
+def default_workers() -> int | None:
+    """Workers for learning from ``$NEX_WORKERS`` (1 or 2), or None (unset or unreadable): automatic.
 
-    A second process halves the wall time only where a second core is actually free; on a machine
-    whose CPU share is capped (as where this was measured) it only adds fork and merge costs.
+    Automatic means a second thread on the compiled path where there are 2+ CPUs, and one process on the
+    numpy path: a forked second process halves the wall time only where a second core is actually free;
+    on a machine whose CPU share is capped it only adds fork and merge costs.
     """
     try:
-        return min(2, max(1, int(os.environ.get(WORKERS_ENV, "1"))))
-    except ValueError:
-        return 1
+        return min(2, max(1, int(os.environ[WORKERS_ENV])))
+    except (KeyError, ValueError):
+        return None
 
 
 class Forked:

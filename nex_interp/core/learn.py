@@ -13,6 +13,7 @@ exactly those of one process.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import numpy as np
@@ -22,15 +23,19 @@ from ..cache.arrays import CacheArrays
 from ..cache.pages import release
 from ..errors import ConfigError
 from ..neuron_weights import NeuronWeights
+from . import kernel
 from .cycles import EFFECTIVE_CODE, REDUNDANT_CODE, credit_parts, cycle_table
 from .forked import Forked, can_fork
 from .params import EPS, NexParams
-from .phases import segment_phases_batch
+from .phases import phase_labels_flat, segment_phases_batch
 from .rows import FirstSeen, ResponseRows, response_rows
 
 #: flush a chunk to the batched phase step once it holds this many entries or responses
 CHUNK_ENTRIES = 4_000_000
 CHUNK_RESPONSES = 256
+#: the compiled path works in chunks of about this many entries (smaller chunks overlap better with the
+#: background pass; each costs 5 bytes of scratch per entry)
+COMPILED_CHUNK_ENTRIES = 2_000_000
 
 
 def select_responses(cache: CacheArrays, params: NexParams, responses: np.ndarray | None) -> np.ndarray:
@@ -51,9 +56,16 @@ def select_responses(cache: CacheArrays, params: NexParams, responses: np.ndarra
     return order
 
 
-def weights_from_credit(effective: np.ndarray, redundant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index, weight) of credited neurons: ``tanh(log((effective + EPS) / (redundant + EPS)))``."""
-    index = np.flatnonzero((effective > 0) | (redundant > 0))
+def weights_from_credit(effective: np.ndarray, redundant: np.ndarray,
+                        touched: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(index, weight) of credited neurons: ``tanh(log((effective + EPS) / (redundant + EPS)))``.
+    ``touched`` (one byte per neuron, nonzero where credit was added) narrows the search for them."""
+    if touched is not None:
+        k = kernel.load()
+        index = kernel.marked(k, touched, len(touched)) if k is not None else np.flatnonzero(touched)
+        index = index[(effective[index] > 0) | (redundant[index] > 0)]
+    else:
+        index = np.flatnonzero((effective > 0) | (redundant > 0))
     e = effective[index].astype(np.float64)
     r = redundant[index].astype(np.float64)
     weight = np.tanh(np.log((e + EPS) / (r + EPS))).astype(np.float32)
@@ -97,9 +109,11 @@ class _Credit:
     """Where credited cycles' ``mass * scale`` goes: straight into the float32 accumulators, in
     response order (or kept in that order, as streams, for adding later)."""
 
-    def __init__(self, n_neurons: int, keep_streams: bool = False) -> None:
+    def __init__(self, n_neurons: int, keep_streams: bool = False, touched: bool = False) -> None:
         self.effective = np.zeros(n_neurons, dtype=np.float32)
         self.redundant = np.zeros(n_neurons, dtype=np.float32)
+        # the compiled path marks the neurons it credits, so finding them later reads 1 byte, not 8, a neuron
+        self.touched = np.zeros(n_neurons, dtype=np.uint8) if touched else None
         self.streams: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if keep_streams else None
 
     def add(self, code: int, idx: list[np.ndarray], vals: list[np.ndarray]) -> None:
@@ -177,6 +191,66 @@ def _learn_sequential(cache: CacheArrays, order: np.ndarray, params: NexParams, 
     return counts
 
 
+def _chunks(cache: CacheArrays, order: np.ndarray, size: int, first: int | None = None) -> list[np.ndarray]:
+    """``order`` cut into consecutive runs of about ``size`` cache entries (at least one response each); the
+    first run about ``first`` entries if given (a short first run starts a pipeline sooner)."""
+    srp = np.asarray(cache.sample_row_ptr)
+    rp = np.asarray(cache.row_ptr)
+    sizes = np.cumsum(rp[srp[order + 1]] - rp[srp[order]])
+    if first is not None and first < size:
+        sizes = sizes + (size - first)  # shifts every boundary: the first run ends near `first`
+    cuts = np.flatnonzero(np.diff(sizes // size)) + 1
+    return np.split(order, cuts) if len(order) else []
+
+
+def _learn_compiled(k, cache: CacheArrays, order: np.ndarray, params: NexParams, credit: _Credit,
+                    bar: _Progress, ahead: bool) -> dict:
+    """:func:`_learn_sequential` with the compiled kernels. Per chunk of responses, one pass sanitises rows
+    and finds first appearances (novelty), the phase step runs batched on the slopes, and one pass adds the
+    cycles' credit. With ``ahead``, the next chunk's first pass runs in a second thread meanwhile; credit is
+    still added by one thread in response order, so the result is the same either way."""
+    mapped, cache = cache, plain_arrays(cache)
+    firsts = kernel.FirstRows(cache.scheme.n_neurons)
+    counts = {"used": 0, "skipped": 0, "effective_cycles": 0, "redundant_cycles": 0}
+    srp, rp, tp = cache.sample_row_ptr, cache.row_ptr, cache.token_row_ptr
+    parts = _chunks(cache, order, COMPILED_CHUNK_ENTRIES, COMPILED_CHUNK_ENTRIES // 4 if ahead else None)
+    spaces = (kernel.ScanSpace(), kernel.ScanSpace())  # one for the chunk being finished, one for the next
+    pending = None
+    for n, part in enumerate(parts):
+        if pending is not None:
+            scan = pending.result()
+        else:
+            scan = kernel.scan_rows(k, cache, part, firsts, spaces[n % 2])
+        pending = (kernel.Background(kernel.scan_rows, k, cache, parts[n + 1], firsts, spaces[(n + 1) % 2])
+                   if ahead and n + 1 < len(parts) else None)
+        try:
+            r0, n_raw = srp[part], srp[part + 1] - srp[part]
+            used = (n_raw >= 3) & (scan.n_kept >= 3)
+            counts["used"] += int(used.sum())
+            counts["skipped"] += int(len(part) - used.sum())
+            # cache row of each position in the concatenated rows; whether it is a kept row of a used response
+            first_pos = np.cumsum(n_raw) - n_raw
+            rows = np.arange(len(scan.kept), dtype=np.int64) + np.repeat(r0 - first_pos, n_raw)
+            sel = scan.kept.astype(bool) & np.repeat(used, n_raw)
+            rows = rows[sel]
+            slopes = scan.n_new[sel] / (tp[rows + 1] - tp[rows])
+            flat = phase_labels_flat(slopes, scan.n_kept[used], params.rho, params.min_run)
+            n_eff, n_red = kernel.credit(k, cache, part, scan, flat, slopes, credit.effective, credit.redundant,
+                                         credit.touched)
+        except BaseException:
+            if pending is not None:
+                pending.result()  # let the background pass finish before its arrays go away
+            raise
+        counts["effective_cycles"] += n_eff
+        counts["redundant_cycles"] += n_red
+        e0, e1 = int(rp[srp[part[0]]]), int(rp[srp[part[-1] + 1]])
+        if e1 - e0 == int((rp[srp[part + 1]] - rp[srp[part]]).sum()):  # a contiguous run of responses
+            release(mapped.keys, e0, e1)
+            release(mapped.mass, e0, e1)
+        bar.update(len(part))
+    return counts
+
+
 def _split(cache: CacheArrays, order: np.ndarray) -> int:
     """Where to cut ``order`` so that both parts hold about half of its cache entries."""
     srp = np.asarray(cache.sample_row_ptr, dtype=np.int64)
@@ -196,19 +270,29 @@ def _learn_part(cache: CacheArrays, order: np.ndarray,
 
 
 def _learn(cache: CacheArrays, order: np.ndarray, params: NexParams, bar: _Progress,
-           workers: int) -> tuple[dict, _Credit]:
+           workers: int | None) -> tuple[dict, _Credit]:
     """Credit for ``order``; with 2 workers a forked helper takes the first half. The parent keeps its own
     half's credit in order and adds it after the helper's sums, so float32 sums are exactly sequential."""
     n_neurons = cache.scheme.n_neurons
+    k = kernel.load()
+    srp = np.asarray(cache.sample_row_ptr)
+    if k is not None and len(order) and int((srp[order + 1] - srp[order]).max()) > kernel.MAX_ROWS:
+        k = None  # a response too long for the kernels' uint16 row numbers (over 2M tokens): the numpy path
+    if k is not None:  # the compiled path: one process; with 2 workers a second thread scans ahead
+        if workers is None:
+            workers = 2 if (os.cpu_count() or 1) > 1 else 1
+        credit = _Credit(n_neurons, touched=True)
+        return dict(_learn_compiled(k, cache, order, params, credit, bar, workers > 1), kernel="compiled"), credit
+    workers = 1 if workers is None or not can_fork() else workers
     h = _split(cache, order) if workers > 1 and len(order) > 1 else 0
     if not 0 < h < len(order):
         credit = _Credit(n_neurons)
-        return _learn_sequential(cache, order, params, credit, bar), credit
+        return dict(_learn_sequential(cache, order, params, credit, bar), kernel="numpy"), credit
     try:
         helper = Forked(_learn_part, cache, order[:h], params)
     except OSError:  # no process to spare: one process it is
         credit = _Credit(n_neurons)
-        return _learn_sequential(cache, order, params, credit, bar), credit
+        return dict(_learn_sequential(cache, order, params, credit, bar), kernel="numpy"), credit
     try:
         credit = _Credit(n_neurons, keep_streams=True)
         counts = _learn_sequential(cache, order[h:], params, credit, bar)
@@ -223,28 +307,30 @@ def _learn(cache: CacheArrays, order: np.ndarray, params: NexParams, bar: _Progr
     credit.redundant[idx] = red
     credit.apply_streams()
     bar.update(h)
-    return {k: counts[k] + first_counts[k] for k in counts}, credit
+    return dict({k: counts[k] + first_counts[k] for k in counts}, kernel="numpy"), credit
 
 
 def learn_weights(cache: CacheArrays, params: NexParams = NexParams(), progress: bool | float = False,
-                  responses: np.ndarray | None = None, workers: int = 1) -> NeuronWeights:
+                  responses: np.ndarray | None = None, workers: int | None = None) -> NeuronWeights:
     """Learn NEX neuron weights on ``cache`` (optionally on a subset of its responses).
 
     Every response with at least 3 non-empty rows is segmented into explore/exploit phases; its E->X
     cycles credit the neurons their explore rows introduced, as effective or redundant. Returns sparse
     weights over the cache's key scheme with ``meta`` recording the params, the cache and counts.
     ``progress``: True shows a tqdm bar; a number of seconds shows it only once learning takes longer.
-    ``workers``: 2 lets a forked helper process learn half the responses (Linux; the result is
-    identical to one process; see :func:`nex_interp.core.forked.default_workers`).
+    ``workers``: 1 or 2 (None: automatic). With the compiled kernels, 2 runs each chunk's first pass in
+    a second thread while the previous chunk is finished (the default where there are 2+ CPUs); on the
+    numpy path, 2 lets a forked helper process learn half the responses (Linux; default 1). The result
+    is identical either way; see :func:`nex_interp.core.forked.default_workers`.
     """
     order = select_responses(cache, params, responses)
     bar = _Progress(len(order), progress)
     try:
-        counts, credit = _learn(cache, order, params, bar, workers if can_fork() else 1)
+        counts, credit = _learn(cache, order, params, bar, workers)
     finally:
         bar.close()
     effective, redundant = credit.effective, credit.redundant
-    index, weight = weights_from_credit(effective, redundant)
+    index, weight = weights_from_credit(effective, redundant, credit.touched)
     meta = {
         "method": "nex",
         "params": params.to_dict(),
@@ -254,6 +340,7 @@ def learn_weights(cache: CacheArrays, params: NexParams = NexParams(), progress:
         "n_responses_skipped": counts["skipped"],
         "n_effective_cycles": counts["effective_cycles"],
         "n_redundant_cycles": counts["redundant_cycles"],
+        "kernel": counts["kernel"],
         "version": __version__,
     }
     return NeuronWeights(index, weight, effective[index].copy(), redundant[index].copy(), cache.scheme, meta)

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from . import kernel
 from .cycles import median
-from .mixture import VAR_FLOOR, fit_two_gaussians, sticky_viterbi
+from .mixture import VAR_FLOOR, _seed_draws, fit_two_gaussians, sticky_viterbi
 from .params import EPS
 
 if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
@@ -145,11 +146,36 @@ def _fast_phase_labels(zs: Sequence[np.ndarray], rho: float) -> list[np.ndarray]
     return out
 
 
+def phase_labels_flat(slopes: np.ndarray, lengths: np.ndarray, rho: float = 0.95, min_run: int = 2) -> np.ndarray:
+    """:func:`segment_phases_batch` on series given concatenated (``lengths`` each): E labels as one
+    uint8 array. Uses the compiled kernel when built (series it cannot decide bit-safely go to the
+    libraries), else the batched numpy decoder."""
+    slopes = np.asarray(slopes, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    k = kernel.load()
+    if k is None:
+        parts = np.split(slopes, np.cumsum(lengths)[:-1]) if len(lengths) else []
+        labels = segment_phases_batch(parts, rho, min_run)
+        return np.concatenate(labels).astype(np.uint8) if labels else np.zeros(0, np.uint8)
+    labels, status, z = kernel.phases(k, slopes, lengths, rho, min_run, _seed_draws())
+    if status.any():
+        starts = np.cumsum(lengths) - lengths
+        for i in np.flatnonzero(status).tolist():
+            a, b = int(starts[i]), int(starts[i] + lengths[i])
+            labels[a:b] = smooth_runs(np.asarray(library_phase_labels(z[a:b], rho), dtype=bool).copy(), min_run)
+    return labels
+
+
 def segment_phases_batch(slopes: Sequence[np.ndarray], rho: float = 0.95, min_run: int = 2,
                          backend: str = "fast") -> list[np.ndarray]:
     """:func:`segment_phases` for many responses at once (one batched fit on the fast backend)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown phase backend {backend!r}: use one of {BACKENDS}")
+    if backend == "fast" and kernel.load() is not None and len(slopes):
+        lengths = np.array([len(s) for s in slopes], dtype=np.int64)
+        flat = phase_labels_flat(np.concatenate([np.asarray(s, dtype=np.float64) for s in slopes]), lengths, rho,
+                                 min_run)
+        return [a.astype(bool) for a in np.split(flat, np.cumsum(lengths)[:-1])]
     labels: list[np.ndarray | None] = [None] * len(slopes)
     pending: list[int] = []
     zs: list[np.ndarray] = []

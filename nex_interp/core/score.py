@@ -12,6 +12,7 @@ from ..cache.pages import release
 from ..errors import WeightsError
 from ..neuron_weights import NeuronWeights
 from ..keys import OUT_OF_RANGE, REF_TABLE_SIZE
+from . import kernel
 from .rows import _F16_BAD, dense_index
 
 if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run t
 #: score base vectors in chunks of about this many entries (small enough that the chunk's temporaries
 #: stay in cache and are reused by the allocator, instead of being fresh, page-faulted memory each time)
 CHUNK_ENTRIES = 131_072
+#: the compiled kernel scores in chunks of this many entries (only to hand their pages back as it goes)
+COMPILED_CHUNK_ENTRIES = 4_000_000
 
 
 def _check_scheme(cache: CacheArrays, weights: NeuronWeights) -> None:
@@ -51,11 +54,25 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
     n = cache.n_responses
     out = np.full(n, np.nan)
     ptr = np.asarray(cache.base_ptr, dtype=np.int64)
+    k = kernel.load()
+    threads = k is not None and kernel.two_threads()
     start = 0
     while start < n:
-        stop = int(np.searchsorted(ptr, ptr[start] + CHUNK_ENTRIES, side="right")) - 1
+        stop = int(np.searchsorted(ptr, ptr[start] + (COMPILED_CHUNK_ENTRIES if k else CHUNK_ENTRIES), side="right")) - 1
         stop = min(max(stop, start + 1), n)
         b0, b1 = int(ptr[start]), int(ptr[stop])
+        if k is not None:
+            half = (start + stop) // 2
+            if threads and start < half:  # the first half in a second thread, the rest here
+                other = kernel.Background(kernel.gmf, k, cache, table, start, half)
+                out[half:stop] = kernel.gmf(k, cache, table, half, stop)
+                out[start:half] = other.result()
+            else:
+                out[start:stop] = kernel.gmf(k, cache, table, start, stop)
+            release(cache.base_keys, b0, b1)
+            release(cache.base_mass, b0, b1)
+            start = stop
+            continue
         counts = np.diff(ptr[start:stop + 1])
         keys = np.asarray(cache.base_keys[b0:b1])
         bits = np.asarray(cache.base_mass[b0:b1]).view(np.uint16)
