@@ -356,16 +356,51 @@ done:
 /* ------------------------------------------------------------------------------------------ */
 /* credit */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+/* The k-th smallest of t[0..n) (0 <= k < n), partially reordering t (quickselect, median-of-3 pivots). */
+static double kth_smallest(double *t, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (hi - lo > 16) {
+        int64_t mid = lo + (hi - lo) / 2;
+        /* order t[lo], t[mid], t[hi]; the middle one is the pivot */
+        if (t[mid] < t[lo]) { double x = t[mid]; t[mid] = t[lo]; t[lo] = x; }
+        if (t[hi] < t[lo]) { double x = t[hi]; t[hi] = t[lo]; t[lo] = x; }
+        if (t[hi] < t[mid]) { double x = t[hi]; t[hi] = t[mid]; t[mid] = x; }
+        double pivot = t[mid];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (t[i] < pivot) i++;
+            while (pivot < t[j]) j--;
+            if (i <= j) {
+                double x = t[i]; t[i] = t[j]; t[j] = x;
+                i++, j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return t[k];
+    }
+    for (int64_t i = lo + 1; i <= hi; i++) { /* insertion sort of the short rest */
+        double x = t[i];
+        int64_t j = i - 1;
+        while (j >= lo && x < t[j]) t[j + 1] = t[j], j--;
+        t[j + 1] = x;
+    }
+    return t[k];
 }
 
-/* numpy's median of v[0..n) (n > 0): sorts a copy in tmp; mean of the two middle values. */
+/* numpy's median of t[0..n) (n > 0, no NaN), reordering t: the mean of the two middle values. */
+static double median_inplace(double *t, int64_t n) {
+    double hi = kth_smallest(t, n, n / 2);
+    if (n % 2) return (hi + hi) / 2;
+    double lo = t[0]; /* after the selection t[0..n/2) holds the n/2 smallest: the lower middle is their largest */
+    for (int64_t i = 1; i < n / 2; i++) lo = t[i] > lo ? t[i] : lo;
+    return (lo + hi) / 2;
+}
+
+/* numpy's median of v[0..n) (n > 0, no NaN), using tmp[0..n). */
 static double median_of(const double *v, int64_t n, double *tmp) {
     memcpy(tmp, v, (size_t)n * sizeof(double));
-    qsort(tmp, (size_t)n, sizeof(double), cmp_double);
-    return (tmp[(n - 1) / 2] + tmp[n / 2]) / 2;
+    return median_inplace(tmp, n);
 }
 
 typedef struct {
@@ -483,7 +518,9 @@ static double cycle_reuse(const cache_args *c, const scratch_t *w, const cycle_t
     return x_mass > 0 ? inside / (x_mass + NEX_EPS) : NAN;
 }
 
-/* Add mass * scale of every neuron the cycle's E rows introduced to acc, in entry order. The adds are
+/* Add mass * scale of every neuron the cycle's E rows introduced to acc, in entry order, and mark it in
+   touched (both indexed by dense neuron index; interleaving the layers as the first-row table does was
+   measured slower here: 4 bytes a neuron make the interleaved span larger than L2). The adds are
    gathered first so that the loop doing them has no branches and its cache misses overlap. */
 static void add_credit(const cache_args *c, scratch_t *w, const cycle_t *cy, const uint16_t *first, int64_t e_base,
                        float *acc, uint8_t *touched) {
@@ -560,8 +597,7 @@ static int credit_response(const cache_args *c, scratch_t *w, int64_t r0, int64_
     int64_t q = 0;
     for (int64_t k = 0; k < n_cyc; k++)
         if (!isnan(w->reuse[k])) w->tmp[q++] = w->reuse[k];
-    qsort(w->tmp, (size_t)n_def, sizeof(double), cmp_double);
-    double med = (w->tmp[(n_def - 1) / 2] + w->tmp[n_def / 2]) / 2;
+    double med = median_inplace(w->tmp, n_def);
     for (int64_t k = 0; k < n_cyc; k++) {
         cycle_t *cy = &w->cycles[k];
         double reuse = w->reuse[k], cn = w->cons[k];
@@ -734,33 +770,36 @@ done:
 
 static inline int near(double a, double b, double scale) { return fabs(a - b) <= TIE * scale; }
 
-/* z-scores of the detrended log slopes; returns 1 if the MAD was usable (else z = r - median(r)). */
+/* z-scores of the detrended log slopes; returns 1 if the MAD was usable (else z = r - median(r)).
+   tmp: 3n doubles of scratch. */
 static int robust_z(const double *slope, int64_t n, double *z, double *tmp) {
+    double *x = tmp + 2 * n; /* log1p(row) */
     double xm = 0.0, ym = 0.0, denom = 0.0, num = 0.0;
     int finite = 1;
     for (int64_t j = 0; j < n; j++) {
+        x[j] = log1p((double)j);
         z[j] = log1p(isnan(slope[j]) || slope[j] > 0.0 ? slope[j] : 0.0); /* y = log1p(maximum(slope, 0)) */
         finite &= isfinite(z[j]) != 0;
-        xm += log1p((double)j);
+        xm += x[j];
         ym += z[j];
     }
     xm /= (double)n;
     ym /= (double)n;
     for (int64_t j = 0; j < n; j++) {
-        double dx = log1p((double)j) - xm;
+        double dx = x[j] - xm;
         denom += dx * dx;
         num += dx * (z[j] - ym);
     }
     if (denom > 0 && finite) {
         double b = num / denom, a = ym - b * xm;
-        for (int64_t j = 0; j < n; j++) z[j] = z[j] - (a + b * log1p((double)j));
+        for (int64_t j = 0; j < n; j++) z[j] = z[j] - (a + b * x[j]);
     } else {
         double m = median_of(z, n, tmp);
         for (int64_t j = 0; j < n; j++) z[j] -= m;
     }
     double med = median_of(z, n, tmp);
     for (int64_t j = 0; j < n; j++) tmp[j] = fabs(z[j] - med);
-    double mad = median_of(tmp, n, tmp + n);
+    double mad = median_inplace(tmp, n);
     if (!isfinite(mad) || mad <= 0) {
         for (int64_t j = 0; j < n; j++) z[j] -= med;
         return 0;
@@ -938,11 +977,14 @@ static int decode(const double *x, int64_t n, double rho, const double *u, uint8
         if (change < EM_TOL) break;
     }
     /* sticky Viterbi with the fitted emissions */
-    double var[2], lt[2][2] = {{log(rho), log(1 - rho)}, {log(1 - rho), log(rho)}};
-    for (int k = 0; k < 2; k++) var[k] = (cov[k] > VAR_FLOOR ? cov[k] : VAR_FLOOR);
+    double var[2], lv[2], lt[2][2] = {{log(rho), log(1 - rho)}, {log(1 - rho), log(rho)}};
+    for (int k = 0; k < 2; k++) {
+        var[k] = (cov[k] > VAR_FLOOR ? cov[k] : VAR_FLOOR);
+        lv[k] = LOG_2PI + log(var[k]);
+    }
     for (int64_t t = 0; t < n; t++) {
-        double f0 = -0.5 * ((LOG_2PI + log(var[0])) + (x[t] - means[0]) * (x[t] - means[0]) / var[0]);
-        double f1 = -0.5 * ((LOG_2PI + log(var[1])) + (x[t] - means[1]) * (x[t] - means[1]) / var[1]);
+        double f0 = -0.5 * (lv[0] + (x[t] - means[0]) * (x[t] - means[0]) / var[0]);
+        double f1 = -0.5 * (lv[1] + (x[t] - means[1]) * (x[t] - means[1]) / var[1]);
         if (t == 0) {
             lat0[0] = log(0.5) + f0;
             lat1[0] = log(0.5) + f1;
@@ -1103,7 +1145,7 @@ static struct PyModuleDef module = {
 
 /* Bumped whenever a function's arguments or results change; nex_interp/core/kernel.py refuses a build
    of another ABI (an extension left over from before a `git pull`) and runs the numpy path. */
-#define NEX_KERNEL_ABI 3
+#define NEX_KERNEL_ABI 4
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);

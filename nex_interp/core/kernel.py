@@ -27,7 +27,7 @@ NOT_KEPT = 0xFFFF
 
 
 #: the ABI of _kernels.c this module calls (its NEX_KERNEL_ABI)
-KERNEL_ABI = 3
+KERNEL_ABI = 4
 _warned = False
 
 
@@ -146,19 +146,38 @@ class ScanSpace:
         return self._first[:n]
 
 
-def scan_rows(k: ModuleType, cache: CacheArrays, order: np.ndarray, firsts: FirstRows,
-              space: ScanSpace | None = None) -> Scan:
-    """Sanitise the rows of responses ``order`` and measure novelty (first appearances). With ``space``,
-    the per-entry result is written into its memory (valid until the next call with the same space)."""
+def empty_scan(cache: CacheArrays, order: np.ndarray, space: ScanSpace | None = None) -> Scan:
+    """Uninitialised :class:`Scan` arrays for responses ``order`` (the per-entry array from ``space``)."""
     srp = np.asarray(cache.sample_row_ptr)
     rp = np.asarray(cache.row_ptr)
     n_rows = int((srp[order + 1] - srp[order]).sum())
     n_entries = int((rp[srp[order + 1]] - rp[srp[order]]).sum())
     first = space.first(n_entries) if space is not None else np.empty(n_entries, dtype=np.uint16)
-    scan = Scan(np.empty(n_rows, dtype=np.uint8), np.empty(n_rows, dtype=np.int32),
+    return Scan(np.empty(n_rows, dtype=np.uint8), np.empty(n_rows, dtype=np.int32),
                 np.empty(len(order), dtype=np.int64), first)
-    firsts.base = k.scan_rows(*_common(cache, order), firsts.table, firsts.base, scan.kept, scan.n_new, scan.n_kept,
-                              scan.first)
+
+
+def scan_part(k: ModuleType, cache: CacheArrays, order: np.ndarray, firsts: FirstRows, scan: Scan,
+              start: int, stop: int) -> None:
+    """:func:`scan_rows` for ``order[start:stop]``, written into its place in ``scan`` (the arrays of all
+    of ``order``). Two threads may scan disjoint parts of one ``scan``, each with its own ``firsts``."""
+    srp = np.asarray(cache.sample_row_ptr)
+    rp = np.asarray(cache.row_ptr)
+    before, part = order[:start], order[start:stop]
+    r0 = int((srp[before + 1] - srp[before]).sum())
+    e0 = int((rp[srp[before + 1]] - rp[srp[before]]).sum())
+    r1 = r0 + int((srp[part + 1] - srp[part]).sum())
+    e1 = e0 + int((rp[srp[part + 1]] - rp[srp[part]]).sum())
+    firsts.base = k.scan_rows(*_common(cache, part), firsts.table, firsts.base, scan.kept[r0:r1],
+                              scan.n_new[r0:r1], scan.n_kept[start:stop], scan.first[e0:e1])
+
+
+def scan_rows(k: ModuleType, cache: CacheArrays, order: np.ndarray, firsts: FirstRows,
+              space: ScanSpace | None = None) -> Scan:
+    """Sanitise the rows of responses ``order`` and measure novelty (first appearances). With ``space``,
+    the per-entry result is written into its memory (valid until the next call with the same space)."""
+    scan = empty_scan(cache, order, space)
+    scan_part(k, cache, order, firsts, scan, 0, len(order))
     return scan
 
 
@@ -208,3 +227,4 @@ def marked(k: ModuleType, byte_map: np.ndarray, limit: int) -> np.ndarray:
     out = np.empty(min(limit, len(byte_map)) + 8, dtype=np.int64)
     n = k.marked(np.ascontiguousarray(byte_map, dtype=np.uint8), out)
     return out[:n].copy()
+

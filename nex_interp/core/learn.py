@@ -56,20 +56,11 @@ def select_responses(cache: CacheArrays, params: NexParams, responses: np.ndarra
     return order
 
 
-def weights_from_credit(effective: np.ndarray, redundant: np.ndarray,
-                        touched: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(index, weight) of credited neurons: ``tanh(log((effective + EPS) / (redundant + EPS)))``.
-    ``touched`` (one byte per neuron, nonzero where credit was added) narrows the search for them."""
-    if touched is not None:
-        k = kernel.load()
-        index = kernel.marked(k, touched, len(touched)) if k is not None else np.flatnonzero(touched)
-        index = index[(effective[index] > 0) | (redundant[index] > 0)]
-    else:
-        index = np.flatnonzero((effective > 0) | (redundant > 0))
-    e = effective[index].astype(np.float64)
-    r = redundant[index].astype(np.float64)
-    weight = np.tanh(np.log((e + EPS) / (r + EPS))).astype(np.float32)
-    return index.astype(np.int64), weight
+def weights_from_credit(effective: np.ndarray, redundant: np.ndarray) -> np.ndarray:
+    """float32 ``tanh(log((effective + EPS) / (redundant + EPS)))`` of credited neurons' sums."""
+    e = np.asarray(effective).astype(np.float64)
+    r = np.asarray(redundant).astype(np.float64)
+    return np.tanh(np.log((e + EPS) / (r + EPS))).astype(np.float32)
 
 
 def _cache_identity(cache: CacheArrays) -> dict:
@@ -112,9 +103,20 @@ class _Credit:
     def __init__(self, n_neurons: int, keep_streams: bool = False, touched: bool = False) -> None:
         self.effective = np.zeros(n_neurons, dtype=np.float32)
         self.redundant = np.zeros(n_neurons, dtype=np.float32)
-        # the compiled path marks the neurons it credits, so finding them later reads 1 byte, not 8, a neuron
+        # the compiled kernels mark the neurons they credit, so finding them later reads 1 byte, not 8, a neuron
         self.touched = np.zeros(n_neurons, dtype=np.uint8) if touched else None
         self.streams: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if keep_streams else None
+
+    def credited(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(index, effective, redundant) of the credited neurons, by increasing dense index."""
+        if self.touched is None:
+            index = np.flatnonzero((self.effective > 0) | (self.redundant > 0)).astype(np.int64)
+            return index, self.effective[index], self.redundant[index]
+        k = kernel.load()
+        index = kernel.marked(k, self.touched, len(self.touched)) if k is not None else np.flatnonzero(self.touched)
+        e, r = self.effective[index], self.redundant[index]
+        keep = (e > 0) | (r > 0)
+        return index[keep].astype(np.int64), e[keep], r[keep]
 
     def add(self, code: int, idx: list[np.ndarray], vals: list[np.ndarray]) -> None:
         if not idx:
@@ -204,25 +206,19 @@ def _chunks(cache: CacheArrays, order: np.ndarray, size: int, first: int | None 
 
 
 def _learn_compiled(k, cache: CacheArrays, order: np.ndarray, params: NexParams, credit: _Credit,
-                    bar: _Progress, ahead: bool) -> dict:
+                    bar: _Progress, two_threads: bool) -> dict:
     """:func:`_learn_sequential` with the compiled kernels. Per chunk of responses, one pass sanitises rows
     and finds first appearances (novelty), the phase step runs batched on the slopes, and one pass adds the
-    cycles' credit. With ``ahead``, the next chunk's first pass runs in a second thread meanwhile; credit is
-    still added by one thread in response order, so the result is the same either way."""
+    cycles' credit. With ``two_threads`` (:class:`_Pipeline`), the next chunk's first pass runs in a
+    second thread meanwhile; credit is still added by one thread in response order, so the result is the
+    same either way."""
     mapped, cache = cache, plain_arrays(cache)
-    firsts = kernel.FirstRows(cache.scheme.n_neurons)
     counts = {"used": 0, "skipped": 0, "effective_cycles": 0, "redundant_cycles": 0}
     srp, rp, tp = cache.sample_row_ptr, cache.row_ptr, cache.token_row_ptr
-    parts = _chunks(cache, order, COMPILED_CHUNK_ENTRIES, COMPILED_CHUNK_ENTRIES // 4 if ahead else None)
-    spaces = (kernel.ScanSpace(), kernel.ScanSpace())  # one for the chunk being finished, one for the next
-    pending = None
+    parts = _chunks(cache, order, COMPILED_CHUNK_ENTRIES, COMPILED_CHUNK_ENTRIES // 4 if two_threads else None)
+    pipeline = _Pipeline(k, cache, parts, two_threads)
     for n, part in enumerate(parts):
-        if pending is not None:
-            scan = pending.result()
-        else:
-            scan = kernel.scan_rows(k, cache, part, firsts, spaces[n % 2])
-        pending = (kernel.Background(kernel.scan_rows, k, cache, parts[n + 1], firsts, spaces[(n + 1) % 2])
-                   if ahead and n + 1 < len(parts) else None)
+        scan = pipeline.scanned(n)
         try:
             r0, n_raw = srp[part], srp[part + 1] - srp[part]
             used = (n_raw >= 3) & (scan.n_kept >= 3)
@@ -237,9 +233,9 @@ def _learn_compiled(k, cache: CacheArrays, order: np.ndarray, params: NexParams,
             flat = phase_labels_flat(slopes, scan.n_kept[used], params.rho, params.min_run)
             n_eff, n_red = kernel.credit(k, cache, part, scan, flat, slopes, credit.effective, credit.redundant,
                                          credit.touched)
+            pipeline.finished(n)
         except BaseException:
-            if pending is not None:
-                pending.result()  # let the background pass finish before its arrays go away
+            pipeline.stop()
             raise
         counts["effective_cycles"] += n_eff
         counts["redundant_cycles"] += n_red
@@ -249,6 +245,91 @@ def _learn_compiled(k, cache: CacheArrays, order: np.ndarray, params: NexParams,
             release(mapped.mass, e0, e1)
         bar.update(len(part))
     return counts
+
+
+class _Pipeline:
+    """The first passes (:func:`kernel.scan_part`) of a chunked run, spread over two threads.
+
+    While the main thread finishes chunk n (phases and credit), a background thread scans the front of
+    chunk n+1; the main thread then scans its back, so that both threads keep busy. The share of the
+    background thread adapts to how long each side took on the last chunk. Each thread has its own
+    first-row table (responses are scanned independently, so where the cut falls changes nothing).
+    """
+
+    def __init__(self, k, cache: CacheArrays, parts: list[np.ndarray], two_threads: bool) -> None:
+        self.k, self.cache, self.parts, self.two = k, cache, parts, two_threads
+        n = cache.scheme.n_neurons
+        self.firsts = (kernel.FirstRows(n), kernel.FirstRows(n) if two_threads else None)
+        self.spaces = (kernel.ScanSpace(), kernel.ScanSpace())  # chunk n's results, chunk n+1's
+        self.share = 0.85  # of a chunk's responses, scanned by the background thread
+        self.scans: dict[int, kernel.Scan] = {}
+        self.pending = None  # (chunk, cut, Background, started)
+        self.main_s = 0.0  # the main thread's own work on the last chunk
+        srp = np.asarray(cache.sample_row_ptr)
+        rp = np.asarray(cache.row_ptr)
+        self.sizes = [rp[srp[p + 1]] - rp[srp[p]] for p in parts]  # entries per response, per chunk
+
+    def _cut(self, n: int) -> int:
+        """How many responses of chunk n the background thread scans (from the front)."""
+        cum = np.cumsum(self.sizes[n])
+        return int(np.searchsorted(cum, self.share * cum[-1])) if len(cum) else 0
+
+    def _start(self, n: int) -> None:
+        part = self.parts[n]
+        scan = self.scans[n] = kernel.empty_scan(self.cache, part, self.spaces[n % 2])
+        cut = max(1, min(len(part), self._cut(n))) if self.two else len(part)
+        job = kernel.Background(self._timed, self.firsts[0], scan, n, 0, cut) if self.two else None
+        self.pending = (n, cut, job)
+        if job is None:
+            self._timed(self.firsts[0], scan, n, 0, cut)
+
+    def _timed(self, firsts, scan, n: int, start: int, stop: int) -> float:
+        t = time.perf_counter()
+        kernel.scan_part(self.k, self.cache, self.parts[n], firsts, scan, start, stop)
+        return time.perf_counter() - t
+
+    def _complete(self) -> None:
+        """Scan the back of the pending chunk here, wait for the front, and adapt the share."""
+        n, cut, job = self.pending
+        part = self.parts[n]
+        back_s = self._timed(self.firsts[1], self.scans[n], n, cut, len(part)) if cut < len(part) else 0.0
+        if job is not None:
+            front_s = job.result()
+            # choose the next share so that front (background) = main's own work + back (main), by rates
+            cum = np.cumsum(self.sizes[n])
+            front_e, back_e = float(cum[cut - 1]), float(cum[-1] - cum[cut - 1])
+            r_front = front_s / max(front_e, 1.0)
+            r_back = back_s / back_e if back_e > 0 else r_front
+            total = front_e + back_e
+            want = (self.main_s + r_back * total) / ((r_front + r_back) * total) if total else 0.85
+            self.share = min(1.0, max(0.25, want))
+        self.pending = None
+
+    def scanned(self, n: int) -> "kernel.Scan":
+        """Chunk n's scan; starts the next chunk's in the background."""
+        if n == 0:
+            self._start(0)
+            self._complete()
+        self._t0 = time.perf_counter()
+        if n + 1 < len(self.parts):
+            self._start(n + 1)
+        return self.scans[n]
+
+    def finished(self, n: int) -> None:
+        """Chunk n is done: the main thread scans its share of the next chunk."""
+        self.main_s = time.perf_counter() - self._t0
+        self.scans.pop(n, None)
+        if self.pending is not None:
+            self._complete()
+
+    def stop(self) -> None:
+        """On an error: let the background pass finish before its arrays go away."""
+        if self.pending is not None and self.pending[2] is not None:
+            try:
+                self.pending[2].result()
+            except BaseException:  # noqa: BLE001 -- the caller's error is the one to report
+                pass
+            self.pending = None
 
 
 def _split(cache: CacheArrays, order: np.ndarray) -> int:
@@ -329,8 +410,8 @@ def learn_weights(cache: CacheArrays, params: NexParams = NexParams(), progress:
         counts, credit = _learn(cache, order, params, bar, workers)
     finally:
         bar.close()
-    effective, redundant = credit.effective, credit.redundant
-    index, weight = weights_from_credit(effective, redundant, credit.touched)
+    index, effective, redundant = credit.credited()
+    weight = weights_from_credit(effective, redundant)
     meta = {
         "method": "nex",
         "params": params.to_dict(),
@@ -343,4 +424,4 @@ def learn_weights(cache: CacheArrays, params: NexParams = NexParams(), progress:
         "kernel": counts["kernel"],
         "version": __version__,
     }
-    return NeuronWeights(index, weight, effective[index].copy(), redundant[index].copy(), cache.scheme, meta)
+    return NeuronWeights(index, weight, effective, redundant, cache.scheme, meta)
