@@ -165,14 +165,14 @@ def test_malformed_arrays_raise_instead_of_reading_out_of_bounds():
         kernel.scan_rows(K, cache, np.arange(3), kernel.FirstRows(10))
     scan = kernel.scan_rows(K, cache, np.arange(3), firsts)
     acc = np.zeros(cache.scheme.n_neurons, np.float32)
-    touched = np.zeros(cache.scheme.n_neurons, np.uint8)
+    bound = np.full(2, -1, np.int64)
     with pytest.raises(ValueError, match="labels"):
-        kernel.credit(K, cache, np.arange(3), scan, np.zeros(2, np.uint8), np.zeros(2), acc, acc.copy(), touched)
+        kernel.credit(K, cache, np.arange(3), scan, np.zeros(2, np.uint8), np.zeros(2), acc, acc.copy(), bound)
     with pytest.raises(ValueError, match="float32"):
         kernel.credit(K, cache, np.arange(3), scan, np.zeros(0, np.uint8), np.zeros(0), acc.astype(np.float64), acc,
-                      touched)
+                      bound)
     with pytest.raises(ValueError, match="lengths"):
-        kernel.credit(K, cache, np.arange(3), scan, np.zeros(0, np.uint8), np.zeros(0), acc, acc.copy(), touched[:5])
+        kernel.credit(K, cache, np.arange(3), scan, np.zeros(0, np.uint8), np.zeros(0), acc[:5], acc.copy(), bound)
     with pytest.raises(ValueError, match="base pointers"):
         bad = dataclasses.replace(cache, base_ptr=cache.base_ptr[::-1].copy())
         kernel.gmf(K, bad, np.zeros(cache.scheme.n_neurons, np.float32), 0, cache.n_responses)
@@ -188,10 +188,23 @@ def test_a_stale_build_is_refused_for_the_numpy_path(monkeypatch):
     assert learn_weights(random_cache(1, 2, 10, 20)).meta["kernel"] == "numpy"
 
 
-@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 64, 1001])
-def test_marked_positions_are_those_of_flatnonzero(n):
-    rng = np.random.default_rng(n)
-    byte_map = (rng.random(n) < 0.1).astype(np.uint8) * rng.integers(1, 255, n).astype(np.uint8)
-    if n:
-        byte_map[-1] = 3
-    np.testing.assert_array_equal(kernel.marked(K, byte_map, n), np.flatnonzero(byte_map))
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_credited_neurons_are_every_nonzero_accumulator(scheme):
+    """The bounds kept while crediting cover every credited neuron (reading only inside them loses none)."""
+    s = SCHEMES[scheme]
+    rng = np.random.default_rng(3)
+    e = np.zeros(s.n_neurons, np.float32)
+    r = np.zeros(s.n_neurons, np.float32)
+    idx = np.unique(rng.choice(min(s.n_neurons, 40 << 16), 500, replace=False))
+    if scheme == "ref22":
+        idx = idx[(idx & 0xFFFF) < 9000]
+    e[idx[::2]] = 1.5
+    r[idx[1::3]] = 0.25
+    nz = np.flatnonzero((e > 0) | (r > 0))
+    bound = np.array([0, nz.max()]) if scheme == "wide" else np.array([(nz >> 16).max(), (nz & 0xFFFF).max()])
+    index, ge, gr = kernel.credited(e, r, bound, scheme == "wide")
+    np.testing.assert_array_equal(index, nz)
+    np.testing.assert_array_equal(ge, e[nz])
+    np.testing.assert_array_equal(gr, r[nz])
+    empty = kernel.credited(e, r, np.array([-1, -1]), scheme == "wide")
+    assert len(empty[0]) == 0

@@ -27,7 +27,7 @@ NOT_KEPT = 0xFFFF
 
 
 #: the ABI of _kernels.c this module calls (its NEX_KERNEL_ABI)
-KERNEL_ABI = 4
+KERNEL_ABI = 5
 _warned = False
 
 
@@ -182,17 +182,20 @@ def scan_rows(k: ModuleType, cache: CacheArrays, order: np.ndarray, firsts: Firs
 
 
 def credit(k: ModuleType, cache: CacheArrays, order: np.ndarray, scan: Scan, labels: np.ndarray, slopes: np.ndarray,
-           effective: np.ndarray, redundant: np.ndarray, touched: np.ndarray) -> tuple[int, int]:
+           effective: np.ndarray, redundant: np.ndarray, bound: np.ndarray) -> tuple[int, int]:
     """Add the credit of the cycles of responses ``order`` (as :func:`scan_rows` found them; E labels and
     slopes concatenated over the kept rows of the used responses) to the float32 accumulators, and set
-    ``touched`` (uint8, one per neuron) to 1 for every neuron credited. Returns the numbers of effective
-    and redundant cycles credited."""
-    for acc, dtype in ((effective, np.float32), (redundant, np.float32), (touched, np.uint8)):
+    widen ``bound`` (int64 [2], start at -1s) to cover every neuron credited: for ref22 keys the largest
+    layer and the largest unit, for wide ones 0 and the largest dense index (:func:`credited` reads only
+    that part of the accumulators). Returns the numbers of effective and redundant cycles credited."""
+    if bound.dtype != np.int64 or bound.shape != (2,):
+        raise ValueError("bound must be an int64 array of 2")
+    for acc, dtype in ((effective, np.float32), (redundant, np.float32), (bound, np.int64)):
         if acc.dtype != dtype or not acc.flags.c_contiguous or not acc.flags.writeable:
             raise ValueError(f"the credit accumulators must be writable contiguous {np.dtype(dtype).name} arrays")
     return k.credit(*_common(cache, order), scan.kept, scan.n_new, scan.first,
                     np.ascontiguousarray(labels, dtype=np.uint8), np.ascontiguousarray(slopes, dtype=np.float64),
-                    effective, redundant, touched)
+                    effective, redundant, bound)
 
 
 def gmf(k: ModuleType, cache: CacheArrays, table: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -222,9 +225,20 @@ def phases(k: ModuleType, slopes: np.ndarray, lengths: np.ndarray, rho: float, m
     return labels, status, z
 
 
-def marked(k: ModuleType, byte_map: np.ndarray, limit: int) -> np.ndarray:
-    """int64 positions of the nonzero bytes of ``byte_map`` (at most ``limit`` of them), in order."""
-    out = np.empty(min(limit, len(byte_map)) + 8, dtype=np.int64)
-    n = k.marked(np.ascontiguousarray(byte_map, dtype=np.uint8), out)
-    return out[:n].copy()
 
+def credited(effective: np.ndarray, redundant: np.ndarray, bound: np.ndarray,
+             wide: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(index, effective, redundant) of the neurons with credit, by increasing dense index, reading only
+    the part of the accumulators that ``bound`` (from :func:`credit`) covers."""
+    hi, lo = (int(b) for b in bound)
+    if lo < 0:
+        z = np.zeros(0, dtype=np.float32)
+        return np.zeros(0, dtype=np.int64), z, z.copy()
+    if wide:
+        e, r = effective[:lo + 1], redundant[:lo + 1]
+        index = np.flatnonzero((e > 0) | (r > 0))
+        return index.astype(np.int64), e[index], r[index]
+    e = effective.reshape(-1, 1 << 16)[:hi + 1, :lo + 1]  # [layer, unit]
+    r = redundant.reshape(-1, 1 << 16)[:hi + 1, :lo + 1]
+    layer, unit = np.nonzero((e > 0) | (r > 0))
+    return (layer.astype(np.int64) << 16) | unit, e[layer, unit], r[layer, unit]

@@ -22,6 +22,7 @@ from .. import __version__
 from ..cache.arrays import CacheArrays
 from ..cache.pages import release
 from ..errors import ConfigError
+from ..keys import KeyScheme
 from ..neuron_weights import NeuronWeights
 from . import kernel
 from .cycles import EFFECTIVE_CODE, REDUNDANT_CODE, credit_parts, cycle_table
@@ -100,23 +101,21 @@ class _Credit:
     """Where credited cycles' ``mass * scale`` goes: straight into the float32 accumulators, in
     response order (or kept in that order, as streams, for adding later)."""
 
-    def __init__(self, n_neurons: int, keep_streams: bool = False, touched: bool = False) -> None:
+    def __init__(self, n_neurons: int, keep_streams: bool = False, scheme: KeyScheme | None = None) -> None:
         self.effective = np.zeros(n_neurons, dtype=np.float32)
         self.redundant = np.zeros(n_neurons, dtype=np.float32)
-        # the compiled kernels mark the neurons they credit, so finding them later reads 1 byte, not 8, a neuron
-        self.touched = np.zeros(n_neurons, dtype=np.uint8) if touched else None
+        # the compiled kernels keep the bounds of the neurons they credit (kernel.credit), so finding them
+        # afterwards reads only that part of the accumulators
+        self.scheme = scheme
+        self.bound = np.full(2, -1, dtype=np.int64) if scheme is not None else None
         self.streams: list[tuple[int, np.ndarray, np.ndarray]] | None = [] if keep_streams else None
 
     def credited(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(index, effective, redundant) of the credited neurons, by increasing dense index."""
-        if self.touched is None:
+        if self.bound is None:
             index = np.flatnonzero((self.effective > 0) | (self.redundant > 0)).astype(np.int64)
             return index, self.effective[index], self.redundant[index]
-        k = kernel.load()
-        index = kernel.marked(k, self.touched, len(self.touched)) if k is not None else np.flatnonzero(self.touched)
-        e, r = self.effective[index], self.redundant[index]
-        keep = (e > 0) | (r > 0)
-        return index[keep].astype(np.int64), e[keep], r[keep]
+        return kernel.credited(self.effective, self.redundant, self.bound, self.scheme.name == "wide")
 
     def add(self, code: int, idx: list[np.ndarray], vals: list[np.ndarray]) -> None:
         if not idx:
@@ -232,7 +231,7 @@ def _learn_compiled(k, cache: CacheArrays, order: np.ndarray, params: NexParams,
             slopes = scan.n_new[sel] / (tp[rows + 1] - tp[rows])
             flat = phase_labels_flat(slopes, scan.n_kept[used], params.rho, params.min_run)
             n_eff, n_red = kernel.credit(k, cache, part, scan, flat, slopes, credit.effective, credit.redundant,
-                                         credit.touched)
+                                         credit.bound)
             pipeline.finished(n)
         except BaseException:
             pipeline.stop()
@@ -362,7 +361,7 @@ def _learn(cache: CacheArrays, order: np.ndarray, params: NexParams, bar: _Progr
     if k is not None:  # the compiled path: one process; with 2 workers a second thread scans ahead
         if workers is None:
             workers = 2 if (os.cpu_count() or 1) > 1 else 1
-        credit = _Credit(n_neurons, touched=True)
+        credit = _Credit(n_neurons, scheme=cache.scheme)
         return dict(_learn_compiled(k, cache, order, params, credit, bar, workers > 1), kernel="compiled"), credit
     workers = 1 if workers is None or not can_fork() else workers
     h = _split(cache, order) if workers > 1 and len(order) > 1 else 0
