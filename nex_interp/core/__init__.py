@@ -4,12 +4,23 @@ Exactly ``NEX-ALGORITHM.md``; needs only numpy (scikit-learn and hmmlearn are im
 rare series the fast phase decoder hands them, and by the ``library`` phase backend).
 """
 
-from .cycles import CycleDiagnostics
-from .diagnostics import ResponseDiagnostics, diagnose_response
 from .learn import learn_weights
 from .params import EPS, NexParams
 from .phases import segment_phases, segment_phases_batch
 from .score import log_gap, nex_score, score_responses
+
+_LAZY = {"CycleDiagnostics": "cycles", "ResponseDiagnostics": "diagnostics", "diagnose_response": "diagnostics"}
+
+
+def __getattr__(name: str):
+    # the per-response diagnostics (and the numpy path they use) load on first use: `nex run` with the
+    # compiled kernels needs none of them
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EPS",

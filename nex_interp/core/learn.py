@@ -25,11 +25,9 @@ from ..errors import ConfigError
 from ..keys import KeyScheme
 from ..neuron_weights import NeuronWeights
 from . import kernel
-from .cycles import EFFECTIVE_CODE, REDUNDANT_CODE, credit_parts, cycle_table
 from .forked import Forked, can_fork
 from .params import EPS, NexParams
 from .phases import phase_labels_flat, segment_phases_batch
-from .rows import FirstSeen, ResponseRows, response_rows
 
 #: flush a chunk to the batched phase step once it holds this many entries or responses
 CHUNK_ENTRIES = 4_000_000
@@ -124,11 +122,16 @@ class _Credit:
         if self.streams is not None:
             self.streams.append((code, i, v))
         else:
-            np.add.at(self.effective if code == EFFECTIVE_CODE else self.redundant, i, v)
+            self._add(code, i, v)
+
+    def _add(self, code: int, i: np.ndarray, v: np.ndarray) -> None:
+        from .cycles import EFFECTIVE_CODE
+
+        np.add.at(self.effective if code == EFFECTIVE_CODE else self.redundant, i, v)
 
     def apply_streams(self) -> None:
         for code, i, v in self.streams or ():
-            np.add.at(self.effective if code == EFFECTIVE_CODE else self.redundant, i, v)
+            self._add(code, i, v)
         self.streams = None
 
 
@@ -142,13 +145,16 @@ def plain_arrays(cache: CacheArrays) -> CacheArrays:
 def _learn_sequential(cache: CacheArrays, order: np.ndarray, params: NexParams, credit: _Credit,
                       bar: _Progress) -> dict:
     """Learn on ``order`` one response after another (chunked), adding credit in response order."""
+    from .cycles import EFFECTIVE_CODE, REDUNDANT_CODE, credit_parts, cycle_table
+    from .rows import FirstSeen, response_rows
+
     mapped, cache = cache, plain_arrays(cache)  # read through views; release pages of the maps
     seen = FirstSeen(cache.scheme.n_neurons)
     counts = {"used": 0, "skipped": 0, "effective_cycles": 0, "redundant_cycles": 0}
     ptr = cache.row_ptr
     srp = cache.sample_row_ptr
 
-    def flush(chunk: list[ResponseRows]) -> None:
+    def flush(chunk: list) -> None:
         labels = segment_phases_batch([r.slopes for r in chunk], params.rho, params.min_run)
         parts = {EFFECTIVE_CODE: ([], []), REDUNDANT_CODE: ([], [])}
         for rows, lab in zip(chunk, labels):
@@ -172,7 +178,7 @@ def _learn_sequential(cache: CacheArrays, order: np.ndarray, params: NexParams, 
         release(mapped.keys, e0, e1)
         release(mapped.mass, e0, e1)
 
-    chunk: list[ResponseRows] = []
+    chunk: list = []  # of rows.ResponseRows
     chunk_entries = 0
     for i in order.tolist():
         rows = response_rows(cache, i, seen)

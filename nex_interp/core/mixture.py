@@ -35,10 +35,7 @@ _EPS64 = float(np.finfo(np.float64).eps)
 _TIE = 1e-9
 
 
-#: the three uniforms k-means++ draws from a fresh ``RandomState(0)`` (first centre, two trials), as
-#: constants: importing numpy.random costs more than ``nex run`` spends on the phase step
-#: (tests/test_core_phases.py checks them against RandomState(0))
-SEED_DRAWS = (0.5488135039273248, 0.7151893663724195, 0.6027633760716439)
+from .params import SEED_DRAWS  # noqa: E402
 
 
 def _seed_draws() -> tuple[float, float, float]:

@@ -38,3 +38,9 @@ class NexParams:
     def from_dict(d: dict) -> "NexParams":
         known = {k: d[k] for k in ("rho", "min_run", "max_responses") if k in d}
         return NexParams(**known)
+
+
+#: the three uniforms k-means++ draws from a fresh ``RandomState(0)`` (first centre, two trials) in the
+#: phase step, as constants: importing numpy.random costs more than ``nex run`` spends on the phase step
+#: (tests/test_core_phases.py checks them against RandomState(0))
+SEED_DRAWS = (0.5488135039273248, 0.7151893663724195, 0.6027633760716439)

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from . import kernel
-from .cycles import median
-from .mixture import VAR_FLOOR, _seed_draws, fit_two_gaussians, sticky_viterbi
-from .params import EPS
+from .params import EPS, SEED_DRAWS
+
+# the numpy decoder (.mixture) and the helpers of the numpy path (.cycles) load on first use: with the
+# compiled kernels `nex run` needs neither
 
 if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
     from jaxtyping import Bool, Float
@@ -43,6 +44,8 @@ def _log_rows(n: int) -> tuple[np.ndarray, float, np.ndarray, float]:
 
 def robust_z(slopes: Float[np.ndarray, " n"]) -> tuple[np.ndarray, bool]:
     """z-scores of the detrended log-slopes, and whether the MAD was usable (else ``z = r - med``)."""
+    from .cycles import median
+
     y = np.log1p(np.maximum(np.asarray(slopes, dtype=np.float64), 0.0))
     x, xm, dx, denom = _log_rows(len(y))
     if denom > 0 and np.all(np.isfinite(y)):
@@ -97,7 +100,7 @@ def library_phase_labels(z: Float[np.ndarray, " n"], rho: float) -> np.ndarray:
             hmm.startprob_ = np.array([0.5, 0.5])
             hmm.transmat_ = np.array([[rho, 1 - rho], [1 - rho, rho]])
             hmm.means_ = means
-            hmm.covars_ = np.maximum(gmm.covariances_, VAR_FLOOR)
+            hmm.covars_ = np.maximum(gmm.covariances_, 1e-6)  # VAR_FLOOR (.mixture)
             _, states = hmm.decode(X, algorithm="viterbi")
         return states == int(np.argmax(means[:, 0]))
     except Exception:  # noqa: BLE001 -- the spec: "If anything in this step raises, E = z > 0"
@@ -116,6 +119,8 @@ def _decode_batch(zs: Sequence[np.ndarray], rho: float) -> list[np.ndarray]:
     for k, z in enumerate(zs):
         x[k, : len(z)] = z
     with np.errstate(all="ignore"):
+        from .mixture import fit_two_gaussians, sticky_viterbi
+
         g = fit_two_gaussians(x, valid)
         states = sticky_viterbi(x, valid, g, rho)
     e_state = np.where(g.means[:, 1] > g.means[:, 0], 1, 0)
@@ -157,7 +162,7 @@ def phase_labels_flat(slopes: np.ndarray, lengths: np.ndarray, rho: float = 0.95
         parts = np.split(slopes, np.cumsum(lengths)[:-1]) if len(lengths) else []
         labels = segment_phases_batch(parts, rho, min_run)
         return np.concatenate(labels).astype(np.uint8) if labels else np.zeros(0, np.uint8)
-    labels, status, z = kernel.phases(k, slopes, lengths, rho, min_run, _seed_draws())
+    labels, status, z = kernel.phases(k, slopes, lengths, rho, min_run, SEED_DRAWS)
     if status.any():
         starts = np.cumsum(lengths) - lengths
         for i in np.flatnonzero(status).tolist():

@@ -13,7 +13,6 @@ from ..errors import WeightsError
 from ..neuron_weights import NeuronWeights
 from ..keys import OUT_OF_RANGE, REF_TABLE_SIZE
 from . import kernel
-from .rows import _F16_BAD, dense_index
 
 if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
     from jaxtyping import Float
@@ -74,6 +73,8 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
             start = stop
             continue
         counts = np.diff(ptr[start:stop + 1])
+        from .rows import _F16_BAD, dense_index  # the numpy path's helpers (not loaded with the kernels)
+
         keys = np.asarray(cache.base_keys[b0:b1])
         bits = np.asarray(cache.base_mass[b0:b1]).view(np.uint16)
         ok = counts > 0
