@@ -143,7 +143,7 @@ def main() -> int:
     p.add_argument("--rows-hi", type=int, default=250)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--oracle-responses", type=int, default=6, help="responses the per-row loop runs on (0: skip it)")
-    p.add_argument("--repeat", type=int, default=3, help="time each process this many times, interleaved (default 3)")
+    p.add_argument("--repeat", type=int, default=7, help="time each process this many times, interleaved (default 7)")
     p.add_argument("--api", action="store_true", help="time only the core API script, not `nex run`")
     p.add_argument("--no-numpy-path", action="store_true",
                    help="skip timing `nex run` on the numpy path (NEX_KERNEL=numpy) for comparison")

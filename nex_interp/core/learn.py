@@ -1,13 +1,15 @@
 """Learning signed neuron weights from an unlabeled calibration set (NEX-ALGORITHM.md, learning).
 
-Responses are processed in chunks: each chunk's rows are sanitised and their novelty measured
-(vectorised per response), the phase step runs once for the whole chunk (batched), then each
-response's cycles add their credit (one ordered ``np.add.at`` per chunk and accumulator). Arrays are
-read per response from the (memory-mapped) cache and each chunk's pages are handed back to the
-kernel once it is done, so memory stays bounded by the chunk size, not the cache size. Optionally
-(``workers=2``) a forked helper learns the first half of the responses; the parent adds its own
-half's credit after the helper's sums, so the float32 accumulation order, and the result, are
-exactly those of one process.
+Responses are processed in chunks: each chunk's rows are sanitised and their novelty measured, the
+phase step runs once for the whole chunk (batched), then each response's cycles add their credit in
+response order. Arrays are read from the (memory-mapped) cache and each chunk's pages are handed back
+to the kernel once it is done, so memory stays bounded by the chunk size, not the cache size.
+
+Two implementations (docs/core.md): the compiled kernels (:mod:`.kernel`; with two workers the next
+chunk's first pass runs in a second thread, :class:`_Pipeline`) and the numpy path (:mod:`.rows`,
+:mod:`.cycles`; with ``workers=2`` a forked helper learns the first half of the responses and the
+parent adds its own half's credit after the helper's sums). Either way the float32 accumulation order,
+and so the result, is that of one thread.
 """
 
 from __future__ import annotations

@@ -84,6 +84,8 @@ def library_phase_labels(z: Float[np.ndarray, " n"], rho: float) -> np.ndarray:
     """E labels from scikit-learn's GaussianMixture + hmmlearn's GaussianHMM Viterbi (the spec's exact
     calls); ``z > 0`` if either raises, as the spec prescribes."""
     from hmmlearn.hmm import GaussianHMM
+
+    from .mixture import VAR_FLOOR
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
@@ -100,7 +102,7 @@ def library_phase_labels(z: Float[np.ndarray, " n"], rho: float) -> np.ndarray:
             hmm.startprob_ = np.array([0.5, 0.5])
             hmm.transmat_ = np.array([[rho, 1 - rho], [1 - rho, rho]])
             hmm.means_ = means
-            hmm.covars_ = np.maximum(gmm.covariances_, 1e-6)  # VAR_FLOOR (.mixture)
+            hmm.covars_ = np.maximum(gmm.covariances_, VAR_FLOOR)
             _, states = hmm.decode(X, algorithm="viterbi")
         return states == int(np.argmax(means[:, 0]))
     except Exception:  # noqa: BLE001 -- the spec: "If anything in this step raises, E = z > 0"
