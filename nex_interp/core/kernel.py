@@ -20,7 +20,6 @@ from ..cache.arrays import CacheArrays
 
 #: environment variable choosing the core's inner loops: "compiled" (default, when built) or "numpy"
 KERNEL_ENV = "NEX_KERNEL"
-KERNEL_CHOICES = ("compiled", "numpy")
 #: the compiled kernels record first rows as uint16: a response may have at most this many rows
 MAX_ROWS = 0xFFFE
 NOT_KEPT = 0xFFFF
@@ -83,7 +82,6 @@ def _common(cache: CacheArrays, order: np.ndarray) -> tuple:
             _u64(cache.sample_row_ptr), _u64(order))
 
 
-@dataclass
 class Background:
     """``fn(*args)`` in a second thread (the compiled kernels let go of the GIL while they run);
     :meth:`result` waits for it and re-raises its error."""
@@ -108,9 +106,10 @@ class Background:
         return self._out
 
 
-def two_threads() -> bool:
-    """Whether to split compiled work over two threads (more than one CPU; ``$NEX_WORKERS`` not 1)."""
-    return os.environ.get("NEX_WORKERS", "").strip() != "1" and (os.cpu_count() or 1) > 1
+def two_threads(workers: int | None) -> bool:
+    """Whether to split compiled work over two threads: ``workers`` (1 or 2) if given, else (automatic)
+    where there is more than one CPU. ``$NEX_WORKERS`` gives it: :func:`.forked.default_workers`."""
+    return workers > 1 if workers is not None else (os.cpu_count() or 1) > 1
 
 
 @dataclass
@@ -184,15 +183,15 @@ def scan_rows(k: ModuleType, cache: CacheArrays, order: np.ndarray, firsts: Firs
 def credit(k: ModuleType, cache: CacheArrays, order: np.ndarray, scan: Scan, labels: np.ndarray, slopes: np.ndarray,
            effective: np.ndarray, redundant: np.ndarray, bound: np.ndarray) -> tuple[int, int]:
     """Add the credit of the cycles of responses ``order`` (as :func:`scan_rows` found them; E labels and
-    slopes concatenated over the kept rows of the used responses) to the float32 accumulators, and set
+    slopes concatenated over the kept rows of the used responses) to the float32 accumulators, and
     widen ``bound`` (int64 [2], start at -1s) to cover every neuron credited: for ref22 keys the largest
     layer and the largest unit, for wide ones 0 and the largest dense index (:func:`credited` reads only
     that part of the accumulators). Returns the numbers of effective and redundant cycles credited."""
-    if bound.dtype != np.int64 or bound.shape != (2,):
-        raise ValueError("bound must be an int64 array of 2")
     for acc, dtype in ((effective, np.float32), (redundant, np.float32), (bound, np.int64)):
         if acc.dtype != dtype or not acc.flags.c_contiguous or not acc.flags.writeable:
             raise ValueError(f"the credit accumulators must be writable contiguous {np.dtype(dtype).name} arrays")
+    if bound.shape != (2,):
+        raise ValueError("bound must be an int64 array of 2")
     return k.credit(*_common(cache, order), scan.kept, scan.n_new, scan.first,
                     np.ascontiguousarray(labels, dtype=np.uint8), np.ascontiguousarray(slopes, dtype=np.float64),
                     effective, redundant, bound)
@@ -223,7 +222,6 @@ def phases(k: ModuleType, slopes: np.ndarray, lengths: np.ndarray, rho: float, m
     z = np.empty(len(slopes), dtype=np.float64)
     k.phases(slopes, lengths, float(rho), int(min_run), tuple(float(u) for u in draws), labels, status, z, given_z)
     return labels, status, z
-
 
 
 def credited(effective: np.ndarray, redundant: np.ndarray, bound: np.ndarray,

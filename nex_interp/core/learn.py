@@ -15,7 +15,6 @@ and so the result, is that of one thread.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import numpy as np
@@ -367,10 +366,9 @@ def _learn(cache: CacheArrays, order: np.ndarray, params: NexParams, bar: _Progr
     if k is not None and len(order) and int((srp[order + 1] - srp[order]).max()) > kernel.MAX_ROWS:
         k = None  # a response too long for the kernels' uint16 row numbers (over 2M tokens): the numpy path
     if k is not None:  # the compiled path: one process; with 2 workers a second thread scans ahead
-        if workers is None:
-            workers = 2 if (os.cpu_count() or 1) > 1 else 1
         credit = _Credit(n_neurons, scheme=cache.scheme)
-        return dict(_learn_compiled(k, cache, order, params, credit, bar, workers > 1), kernel="compiled"), credit
+        two = kernel.two_threads(workers)
+        return dict(_learn_compiled(k, cache, order, params, credit, bar, two), kernel="compiled"), credit
     workers = 1 if workers is None or not can_fork() else workers
     h = _split(cache, order) if workers > 1 and len(order) > 1 else 0
     if not 0 < h < len(order):

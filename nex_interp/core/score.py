@@ -13,6 +13,7 @@ from ..errors import WeightsError
 from ..neuron_weights import NeuronWeights
 from ..keys import OUT_OF_RANGE, REF_TABLE_SIZE
 from . import kernel
+from .forked import default_workers
 
 if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
     from jaxtyping import Float
@@ -54,7 +55,9 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
     out = np.full(n, np.nan)
     ptr = np.asarray(cache.base_ptr, dtype=np.int64)
     k = kernel.load()
-    threads = k is not None and kernel.two_threads()
+    threads = k is not None and kernel.two_threads(default_workers())
+    if k is None:
+        from .rows import _F16_BAD, dense_index  # the numpy path's helpers (not loaded with the kernels)
     start = 0
     while start < n:
         stop = int(np.searchsorted(ptr, ptr[start] + (COMPILED_CHUNK_ENTRIES if k else CHUNK_ENTRIES), side="right")) - 1
@@ -73,8 +76,6 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
             start = stop
             continue
         counts = np.diff(ptr[start:stop + 1])
-        from .rows import _F16_BAD, dense_index  # the numpy path's helpers (not loaded with the kernels)
-
         keys = np.asarray(cache.base_keys[b0:b1])
         bits = np.asarray(cache.base_mass[b0:b1]).view(np.uint16)
         ok = counts > 0
