@@ -165,7 +165,7 @@ def response_credit(cache, i: int, rho: float, min_run: int) -> list[tuple[str, 
     defined = [c[3] for c in info if c[3] is not None]
     if not defined:
         return []
-    med = float(np.median(defined))
+    med = float(np.median(np.asarray(defined, dtype=np.float32)))  # float32, as the reference does
     out = []
     for e_rows, strength, cons, reuse in info:
         if reuse is None or strength <= 0:

@@ -397,6 +397,19 @@ static double median_inplace(double *t, int64_t n) {
     return (lo + hi) / 2;
 }
 
+/* numpy's median of t[0..n) (n > 0, no NaN) taken in float32, as the reference takes the median of the
+ * reuse values (docs/algorithm.md, step 6): each value is rounded to float32 and, for an even count, the
+ * two middle ones are added and halved in float32. Reorders t. */
+static double median_float32(double *t, int64_t n) {
+    for (int64_t i = 0; i < n; i++) t[i] = (double)(float)t[i];
+    double hi = kth_smallest(t, n, n / 2);
+    if (n % 2) return hi;
+    double lo = t[0];
+    for (int64_t i = 1; i < n / 2; i++) lo = t[i] > lo ? t[i] : lo;
+    volatile float sum = (float)lo + (float)hi; /* rounded to float32 before halving, as numpy's mean does */
+    return (double)(sum * 0.5f);
+}
+
 /* numpy's median of v[0..n) (n > 0, no NaN), using tmp[0..n). */
 static double median_of(const double *v, int64_t n, double *tmp) {
     memcpy(tmp, v, (size_t)n * sizeof(double));
@@ -607,7 +620,7 @@ static int credit_response(const cache_args *c, scratch_t *w, int64_t r0, int64_
     int64_t q = 0;
     for (int64_t k = 0; k < n_cyc; k++)
         if (!isnan(w->reuse[k])) w->tmp[q++] = w->reuse[k];
-    double med = median_inplace(w->tmp, n_def);
+    double med = median_float32(w->tmp, n_def);
     for (int64_t k = 0; k < n_cyc; k++) {
         cycle_t *cy = &w->cycles[k];
         double reuse = w->reuse[k], cn = w->cons[k];
@@ -1119,7 +1132,7 @@ static struct PyModuleDef module = {
 
 /* Bumped whenever a function's arguments or results change; nex_interp/core/kernel.py refuses a build
    of another ABI (an extension left over from before a `git pull`) and runs the numpy path. */
-#define NEX_KERNEL_ABI 5
+#define NEX_KERNEL_ABI 6
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);

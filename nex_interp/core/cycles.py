@@ -55,6 +55,13 @@ def median(a: np.ndarray) -> float:
     return float(s[h]) if n % 2 else float((s[h - 1] + s[h]) / 2)
 
 
+def reuse_median(defined: np.ndarray) -> float:
+    """The median the credit step subtracts from each cycle's reuse: numpy's median of the response's
+    defined reuse values **in float32**, as the reference computes it (docs/algorithm.md, step 6). The
+    cycle whose reuse is the median therefore usually keeps a tiny non-zero progress and is credited."""
+    return float(np.median(np.asarray(defined, dtype=np.float32)))
+
+
 def count_e_segments(labels: np.ndarray) -> int:
     labels = np.asarray(labels, dtype=bool)
     if len(labels) == 0:
@@ -132,7 +139,7 @@ def cycle_table(rows: ResponseRows, labels: np.ndarray) -> CycleTable:
     scale = np.zeros(k)
     defined = ~np.isnan(reuse)
     if defined.any():
-        progress[defined] = reuse[defined] - median(reuse[defined])
+        progress[defined] = reuse[defined] - reuse_median(reuse[defined])
         with np.errstate(invalid="ignore"):
             eff = defined & (progress > 0) & (cons > 0)
             red = defined & (progress != 0) & ~eff

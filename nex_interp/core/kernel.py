@@ -26,7 +26,7 @@ NOT_KEPT = 0xFFFF
 
 
 #: the ABI of _kernels.c this module calls (its NEX_KERNEL_ABI)
-KERNEL_ABI = 5
+KERNEL_ABI = 6
 _warned = False
 
 
