@@ -62,10 +62,13 @@ def _as_keys(keys: np.ndarray, scheme: KeyScheme, what: str) -> np.ndarray:
 
 
 def _as_mass(mass: np.ndarray, n: int, what: str) -> np.ndarray:
-    """Mass as float16, clipped to the float16 range (NaN stays NaN; the core sanitises it)."""
+    """Mass as float16, clipped to the float16 range (NaN stays NaN; the core sanitises it).
+    Mass given as float16 is written as given (an inf stays inf)."""
     m = np.asarray(mass)
     if m.ndim != 1 or len(m) != n:
         raise ConfigError(f"{what} must be a 1-D array as long as its keys ({n}), got shape {m.shape}")
+    if m.dtype == np.float16:
+        return m
     if m.size and not np.issubdtype(m.dtype, np.floating) and not np.issubdtype(m.dtype, np.integer):
         raise ConfigError(f"{what} must hold numbers, got dtype {m.dtype}")
     return np.clip(m.astype(np.float64, copy=False), -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)

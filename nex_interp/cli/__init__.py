@@ -33,6 +33,7 @@ from ..errors import NexError
 #: command-group modules, in help order
 COMMAND_MODULES = (
     "core_cmds",
+    "cache_cmds",
     "capture_cmds",
     "zoo_cmds",
     "select_cmds",
@@ -52,6 +53,7 @@ class _Parser(argparse.ArgumentParser):
 #: tests/test_cli.py checks this against what the modules register
 COMMANDS = {
     "train": "core_cmds", "score": "core_cmds", "run": "core_cmds", "table": "core_cmds",
+    "cache": "cache_cmds",
     "generate": "capture_cmds", "capture": "capture_cmds",
     "zoo": "zoo_cmds", "merge": "zoo_cmds", "demo": "zoo_cmds",
     "select": "select_cmds", "rank": "select_cmds", "annotate": "select_cmds", "sweep": "select_cmds",
