@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Speed and memory of the NEX core on the issue's 400-response cache, from one run.
 
-Builds the cache (``make_cache.py OUT --responses 400 --rows-lo 80 --rows-hi 250 --seed 7``, about
-20M entries) unless ``--cache DIR`` is given, then times, each in a fresh process:
+Builds the cache with the project's own generator (``nex cache synth OUT --responses 400 --rows-lo 80
+--rows-hi 250 --seed 7``, about 20M entries) unless ``--cache DIR`` holds one, then times, each in a
+fresh process:
 
 1. the I/O floor: a process that reads every cache array once;
 2. ``nex run`` end to end (``python -m nex_interp run CACHE -o OUT`` when that command exists,
@@ -18,7 +19,7 @@ since the machine is shared. Peak RSS is each child's own maxrss (``os.wait4``; 
 core API to the floor (wall and CPU) and peak RSS against the cache's size on disk; ``--json FILE``
 also writes them.
 
-    .venv/bin/python benchmarks/core_speed.py [--cache DIR] [--make-cache PATH] [--oracle-responses N] [--repeat N]
+    .venv/bin/python benchmarks/core_speed.py [--cache DIR] [--seed N] [--oracle-responses N] [--repeat N]
 """
 
 from __future__ import annotations
@@ -137,11 +138,10 @@ def best(samples: list[tuple[float, float, str, float]]) -> tuple[float, float, 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, help="use (or build, if missing) the cache here instead of a temp dir")
-    p.add_argument("--make-cache", type=Path, default=REPO / ".." / "shared" / "tools" / "make_cache.py")
-    p.add_argument("--responses", type=int, default=400)
-    p.add_argument("--rows-lo", type=int, default=80)
-    p.add_argument("--rows-hi", type=int, default=250)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--responses", type=int, default=400, help="synthetic cache: responses (default 400)")
+    p.add_argument("--rows-lo", type=int, default=80, help="synthetic cache: fewest rows per response (default 80)")
+    p.add_argument("--rows-hi", type=int, default=250, help="synthetic cache: most rows per response (default 250)")
+    p.add_argument("--seed", type=int, default=7, help="synthetic cache: seed (default 7)")
     p.add_argument("--oracle-responses", type=int, default=6, help="responses the per-row loop runs on (0: skip it)")
     p.add_argument("--repeat", type=int, default=7, help="time each process this many times, interleaved (default 7)")
     p.add_argument("--api", action="store_true", help="time only the core API script, not `nex run`")
@@ -158,8 +158,11 @@ def main() -> int:
     cache = a.cache or Path(tmp.name) / "cache"
     if not (cache / "rows" / "keys.uint32").exists():
         print(f"building the cache in {cache} ...", flush=True)
-        subprocess.run([sys.executable, str(a.make_cache), str(cache), "--responses", str(a.responses), "--rows-lo",
-                        str(a.rows_lo), "--rows-hi", str(a.rows_hi), "--seed", str(a.seed)], check=True, env=env)
+        built = subprocess.run([sys.executable, "-m", "nex_interp", "cache", "synth", str(cache), "--responses",
+                                str(a.responses), "--rows-lo", str(a.rows_lo), "--rows-hi", str(a.rows_hi), "--seed",
+                                str(a.seed)], env=env, cwd=REPO)
+        if built.returncode != 0:
+            raise SystemExit(f"building the synthetic cache in {cache} failed (see the message above)")
     disk = sum((cache / n).stat().st_size for n in ARRAYS)
     mib = disk / 2**20
     py = sys.executable

@@ -234,3 +234,20 @@ def test_an_existing_output_is_never_overwritten(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "already exists" in err and len(err.strip().splitlines()) == 1
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_a_writer_without_per_response_commits_commits_on_close(tmp_path):
+    """CacheWriter(durable=False), as the generator uses it: nothing is committed until close()."""
+    from nex_interp.cache.manifest import read_manifest
+    from nex_interp.cache.synthetic import synth_response
+    from nex_interp.cache.writer import CacheWriter
+
+    config = SynthConfig(seed=1, **SMALL)
+    w = CacheWriter(tmp_path / "c", config.scheme, {"model": "m"}, durable=False)
+    for i in range(2):
+        r = synth_response(config, i)
+        w.add_response(r.rows, r.base_keys, r.base_mass, r.meta)
+    assert read_manifest(tmp_path / "c")["n_responses"] == 0
+    w.close()
+    cache = open_cache(tmp_path / "c", verify_checksums=True)
+    assert cache.n_responses == 2 and cache.manifest["complete"]

@@ -241,7 +241,7 @@ def synth_cache(out: str | os.PathLike, config: SynthConfig = SynthConfig(), pro
     if out.exists():
         raise ConfigError(f"{out} already exists: choose a new path for the synthetic cache or remove it")
     with atomic_path(out) as tmp:
-        writer = CacheWriter(tmp, config.scheme, synth_manifest(config))
+        writer = CacheWriter(tmp, config.scheme, synth_manifest(config), durable=False)  # renamed when complete
         for i in tqdm(range(config.responses), desc="synth", unit="resp", disable=not progress):
             r = synth_response(config, i)
             writer.add_response(r.rows, r.base_keys, r.base_mass, r.meta)

@@ -81,10 +81,14 @@ class CacheWriter:
     ``n_layers``, ``d_mlp``, ...); they are stored at the top level of ``manifest.json``. On
     ``resume`` they and the key scheme must equal the ones the cache was started with, so a cache
     never mixes two models or rules. ``resume`` on a path that does not exist starts a new cache.
+    ``durable=False`` skips the per-response fsync and commit (``close()`` still syncs and commits
+    everything): for a cache written to a temporary path and renamed into place once complete.
     """
 
-    def __init__(self, path: str | os.PathLike, scheme: KeyScheme, manifest: dict, resume: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, scheme: KeyScheme, manifest: dict, resume: bool = False,
+                 durable: bool = True) -> None:
         self.path = Path(path)
+        self._durable = durable
         self.scheme = scheme
         self._fields = check_user_fields(manifest)
         if scheme.name == "wide":
@@ -209,7 +213,8 @@ class CacheWriter:
                 self._handles[rel].write(data)
         for handle in self._handles.values():
             handle.flush()
-            os.fsync(handle.fileno())
+            if self._durable:
+                os.fsync(handle.fileno())
         for rel, data in buffers.items():
             if rel != RESPONSES_NAME:
                 self._lengths[rel] += len(data) // np.dtype(rel.rsplit(".", 1)[-1]).itemsize
@@ -221,7 +226,8 @@ class CacheWriter:
         self._state["n_tokens"] += sum(int(r[2]) for r in rows)
         if "id" in meta:
             self._ids.add(str(meta["id"]))
-        self._commit(complete=False)
+        if self._durable:
+            self._commit(complete=False)
 
     def _encode(self, rows: list[Row], base_keys, base_mass, meta: dict, streams: dict) -> dict[str, bytes]:
         """Validate one response and turn it into the bytes to append to each file."""
