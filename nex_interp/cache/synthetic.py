@@ -144,8 +144,9 @@ def _dirty_row(rng: np.random.Generator, keys: np.ndarray, mass: np.ndarray, tok
     if cases[2]:
         mass = np.zeros_like(mass)
     if cases[3]:
-        keys = np.append(keys, scheme.key_dtype.type(bad_key))
-        mass = np.append(mass, np.float16(1.0))
+        order = np.argsort(np.append(keys, scheme.key_dtype.type(bad_key)), kind="stable")
+        keys = np.append(keys, scheme.key_dtype.type(bad_key))[order]
+        mass = np.append(mass, np.float16(1.0))[order]
     return keys, mass, tokens
 
 
@@ -193,7 +194,8 @@ def synth_response(config: SynthConfig, i: int) -> SynthResponse:
         a = min(n_old - b, n_recent)
         older = rng.choice(n_older, b, replace=False, shuffle=False)
         older = np.where(older < r_lo, older, older + (r_hi - r_lo))
-        picked = np.concatenate([np.arange(seen, cursor), r_lo + rng.choice(n_recent, a, replace=False, shuffle=False), older])
+        recent = r_lo + rng.choice(n_recent, a, replace=False, shuffle=False)
+        picked = np.concatenate([np.arange(seen, cursor), recent, older])
         keys = np.sort(pool_keys[picked])
         mass = rng.lognormal(*MASS_LOG, len(keys)).astype(np.float16)
         tokens = config.row_tokens if j < n_rows - 1 else int(rng.integers(1, config.row_tokens + 1))
