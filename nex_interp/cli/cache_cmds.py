@@ -33,14 +33,14 @@ def register(sub) -> None:
         ),
     )
     s.add_argument("output", metavar="OUT", help="new cache directory (must not exist)")
-    s.add_argument("--responses", type=int, default=d.responses, help=f"number of responses (default {d.responses})")
-    s.add_argument("--rows-lo", type=int, default=d.rows_lo, help=f"fewest rows per response (default {d.rows_lo})")
-    s.add_argument("--rows-hi", type=int, default=d.rows_hi, help=f"most rows per response (default {d.rows_hi})")
-    s.add_argument("--keys-per-row", type=int, default=d.keys_per_row,
+    s.add_argument("--responses", type=int, metavar="N", default=d.responses, help=f"number of responses (default {d.responses})")
+    s.add_argument("--rows-lo", type=int, metavar="A", default=d.rows_lo, help=f"fewest rows per response (default {d.rows_lo})")
+    s.add_argument("--rows-hi", type=int, metavar="B", default=d.rows_hi, help=f"most rows per response (default {d.rows_hi})")
+    s.add_argument("--keys-per-row", type=int, metavar="K", default=d.keys_per_row,
                    help=f"mean active neurons per row, +-30%% (default {d.keys_per_row})")
-    s.add_argument("--layers", type=int, default=d.layers, help=f"model layers (default {d.layers})")
-    s.add_argument("--d-mlp", type=int, default=d.d_mlp, help=f"MLP units per layer (default {d.d_mlp})")
-    s.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    s.add_argument("--layers", type=int, metavar="L", default=d.layers, help=f"model layers (default {d.layers})")
+    s.add_argument("--d-mlp", type=int, metavar="D", default=d.d_mlp, help=f"MLP units per layer (default {d.d_mlp})")
+    s.add_argument("--seed", type=int, metavar="S", default=d.seed, help=f"random seed (default {d.seed})")
     s.add_argument("--dirty", action="store_true", help="add the sanitising cases (layer 255, NaN/inf/negative mass, ...)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_synth)
