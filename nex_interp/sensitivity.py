@@ -37,12 +37,45 @@ DEFAULT_MIN_RUN = 2
 
 @dataclass(frozen=True)
 class SweepInput:
-    """One cache in a sweep: the variant (model) it belongs to and the activation rule it was captured with."""
+    """One cache in a sweep: the variant (model) it belongs to and the activation rule it was captured
+    with (:func:`sweep_input` fills them in from the cache's manifest)."""
 
     variant: str
     rule: str
     cache: CacheArrays
     path: str = ""
+
+
+def sweep_input(cache: CacheArrays | str | Path, variant: str | None = None, rule: str | None = None) -> SweepInput:
+    """A sweep input from a cache (opened, or its path): the variant and rule default to what its
+    manifest records (the model's spec or path, the rule's spec or kind), else the directory name
+    and ``default``."""
+    from .cache.reader import as_cache
+
+    c = as_cache(cache)
+    m = c.manifest
+    model = m.get("model")
+    model_name = (model.get("spec") or model.get("path")) if isinstance(model, dict) else model
+    rule_m = m.get("rule")
+    rule_name = (rule_m.get("spec") or rule_m.get("kind")) if isinstance(rule_m, dict) else rule_m
+    where = str(c.path) if c.path is not None else ""
+    name = variant or str(model_name or (Path(where).name if where else "variant"))
+    return SweepInput(name, rule or str(rule_name or "default"), c, where)
+
+
+def accuracy_from_caches(inputs: Sequence[SweepInput]) -> dict[str, float]:
+    """Each variant's accuracy from its caches' own response metadata, when every response of every
+    variant is graded (``correct`` or a reference answer); else ``{}``."""
+    from .selection.candidates import candidates_from_rows
+
+    accuracy: dict[str, float] = {}
+    for i in inputs:
+        meta = i.cache.response_meta
+        if meta and all("problem_id" in r for r in meta):
+            c = candidates_from_rows(meta, source=i.path or i.variant)
+            if c.correct is not None and not np.isnan(c.correct).any():
+                accuracy.setdefault(i.variant, float(np.mean(c.correct)))
+    return accuracy if set(accuracy) == {i.variant for i in inputs} else {}
 
 
 @dataclass(frozen=True)
