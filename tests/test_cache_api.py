@@ -89,3 +89,67 @@ def test_score_table_is_keyed_by_response_id(cache_dir):
     assert df["gmf"].mean() == pytest.approx(nex_score(g), nan_ok=True)
     ref = score_table(REFERENCE_CACHE, __import__("nex_interp.weights_io", fromlist=["x"]).load_weights(REFERENCE_WEIGHTS))
     assert list(ref.index) == ["0"] and ref["gmf"].notna().all()
+
+
+def test_capture_returns_the_opened_cache(pico_qwen3_dir, tmp_path):
+    pytest.importorskip("torch")
+    from nex_interp.capture.capture import CaptureConfig, capture_cache
+    from nex_interp.capture.run import CapturedCache, capture
+    from nex_interp.errors import ConfigError
+    from nex_interp.models.loader import load_model
+
+    model = load_model(str(pico_qwen3_dir))
+    rows = [{"id": f"q{i}", "problem_id": f"p{i}", "prompt": "a b c", "response": " ".join(["d e f g"] * (i + 1))} for i in range(3)]
+    cache = capture(model, rows, tmp_path / "c", row_tokens=4, progress=False)
+    assert isinstance(cache, CapturedCache) and cache.path == tmp_path / "c"
+    assert cache.response_ids == ["q0", "q1", "q2"] and cache.has_stream("tokens")
+    assert cache.capture_report.n_captured == 3 and cache.capture_report.n_rows == cache.n_rows
+    # the same bytes as capture_cache writes
+    capture_cache(model, rows, tmp_path / "d", CaptureConfig(row_tokens=4, progress=False))
+    again = open_cache(tmp_path / "d")
+    assert np.array_equal(again.keys, cache.keys) and np.array_equal(again.mass, cache.mass)
+    with pytest.raises(ConfigError, match="unknown capture setting"):
+        capture(model, rows, tmp_path / "e", row_size=4)
+    with pytest.raises(ConfigError, match="not both"):
+        capture(model, rows, tmp_path / "e", CaptureConfig(), row_tokens=4)
+
+
+class _WordTok:
+    words = ["alpha", "beta", "gamma", "delta", "eps"]
+
+    def decode(self, ids):
+        return " ".join(self.words[int(i) % 5] for i in ids)
+
+
+def test_annotation_export_and_agreement_from_a_cache_object(cache_dir, tmp_path):
+    import json
+
+    from nex_interp.annotation import agree_with_annotations, annotation_records, export_for_annotation
+    from nex_interp.phase_agreement import annotations_from_token_labels
+
+    cache = open_cache(cache_dir)
+    recs = list(annotation_records(cache, limit=3))
+    assert [r["id"] for r in recs] == ["r0", "r1", "r2"] and all(r["unit"] == "token" and r["spans"] == [] for r in recs)
+    assert [r["n_tokens"] for r in recs] == cache.response_tokens()[:3].tolist()
+    with_tok = list(annotation_records(cache, tokenizer=_WordTok(), limit=2))
+    for r in with_tok:
+        assert len(r["tokens"]) == len(r["token_offsets"]) == r["n_tokens"]
+        assert all(r["text"][a:b] == t for (a, b), t in zip(r["token_offsets"], r["tokens"]))
+    n = export_for_annotation(cache, tmp_path / "a.jsonl", limit=4)
+    assert n == 4 and [json.loads(line)["id"] for line in (tmp_path / "a.jsonl").read_text().splitlines()] == ["r0", "r1", "r2", "r3"]
+    # annotate every token of two responses as X: agreement is measured on exactly those
+    labels = {rid: np.zeros(int(t), np.int8) for rid, t in zip(cache.response_ids[:2], cache.response_tokens()[:2])}
+    rep, summary = agree_with_annotations(cache, annotations_from_token_labels(labels), tolerance=1)
+    assert rep.n_responses == 2 and summary["unmatched_annotations"] == 0 and summary["params"]["rho"] == 0.95
+
+
+def test_sweep_inputs_and_variants_come_from_the_cache(cache_dir):
+    from nex_interp.selection.sample_efficiency import Variant
+    from nex_interp.sensitivity import accuracy_from_caches, sweep_input
+
+    item = sweep_input(cache_dir)
+    assert (item.variant, item.rule, item.path) == ("test-model", "gt0", str(cache_dir))
+    assert sweep_input(open_cache(cache_dir), "v", "r").variant == "v"
+    assert accuracy_from_caches([item]) == {}  # the responses carry no correctness
+    v = Variant.from_cache("v", cache_dir, 0.5)
+    assert list(v.problem_ids) == [str(i // 2) for i in range(7)]
