@@ -41,7 +41,7 @@ def token_offsets(tokenizer, ids: list[int]) -> tuple[str, list[str], list[list[
     return full, pieces, offsets
 
 
-def load_tokenizer(spec: str):
+def tokenizer_for_model(spec: str):
     """The transformers tokenizer of a model spec (a path, ``zoo:NAME``, a hub id)."""
     from .models.loader import resolve_spec
 
@@ -145,5 +145,5 @@ def agree_with_annotations(cache: CacheArrays | str | os.PathLike, annotations, 
     return rep, {**rep.summary(), "unmatched_annotations": len(unknown), "params": params.to_dict()}
 
 
-__all__ = ["token_offsets", "load_tokenizer", "annotation_records", "export_for_annotation", "agree_with_annotations",
+__all__ = ["token_offsets", "tokenizer_for_model", "annotation_records", "export_for_annotation", "agree_with_annotations",
            "cache_model_spec", "token_ids_stream"]

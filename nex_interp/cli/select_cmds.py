@@ -229,7 +229,7 @@ def cmd_annotate_export(args: argparse.Namespace) -> int:
     """Export a cache's responses for human E/X annotation (JSONL): text, tokens with character
     offsets (with --tokenizer, or the model the cache records), the cache's rows as token ranges,
     and an empty 'spans' list to fill in (unit 'char' or 'token')."""
-    from ..annotation import cache_model_spec, export_for_annotation, load_tokenizer, token_ids_stream
+    from ..annotation import cache_model_spec, export_for_annotation, token_ids_stream, tokenizer_for_model
     from ..cache.reader import open_cache
     from ..provenance import record, write_sidecar
     from ..selection.candidates import read_jsonl
@@ -246,7 +246,7 @@ def cmd_annotate_export(args: argparse.Namespace) -> int:
     tokenizer = None
     if spec and has_ids:
         try:
-            tokenizer = load_tokenizer(spec)
+            tokenizer = tokenizer_for_model(spec)
         except NexError as e:
             if args.tokenizer:
                 raise
