@@ -43,7 +43,11 @@ class SweepInput:
     variant: str
     rule: str
     cache: CacheArrays
-    path: str = ""
+    path: str = ""  # where the cache lies (default: the cache's own path)
+
+    def __post_init__(self) -> None:
+        if not self.path and self.cache.path is not None:
+            object.__setattr__(self, "path", str(self.cache.path))
 
 
 def sweep_input(cache: CacheArrays | str | Path, variant: str | None = None, rule: str | None = None) -> SweepInput:
