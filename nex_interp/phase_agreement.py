@@ -9,7 +9,7 @@ Annotation JSONL, one object per response::
 
 Spans are half-open ``[start, end)`` in response tokens (``unit: "token"``) or in characters of
 the response text (``unit: "char"``; the record then needs ``token_offsets``, ``[[start, end], ...]``
-per token, which :func:`export_for_annotation` writes, so annotators can fill in the exported file
+per token, which :func:`nex_interp.annotation.export_for_annotation` writes, so annotators can fill in the exported file
 itself). A token takes the label of the span that overlaps most of its characters; tokens no span
 covers are unlabelled and left out of every statistic. The zoo generator's per-token labels enter
 through :func:`annotations_from_token_labels` and are scored by the same code.

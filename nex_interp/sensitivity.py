@@ -3,7 +3,7 @@
 A sweep scores every variant's cache under each setting and compares with the default setting
 (``rho = 0.95``, ``min_run = 2``, row size as captured, the first activation rule):
 
-* row size: rows are re-cut by merging ``m`` adjacent rows of a response (:func:`merge_rows`): the
+* row size: rows are re-cut by merging ``m`` adjacent rows of a response (:func:`nex_interp.cache.ops.merge_rows`): the
   merged row holds the union of the neurons with their masses summed and spans the summed tokens,
   exactly what capturing with ``m`` times the row size records (base vectors are unchanged);
 * activation rule: several caches of the same responses captured with different ``--rule``
@@ -27,83 +27,59 @@ import numpy as np
 
 from .atomic import atomic_path
 from .cache.arrays import CacheArrays
+from .cache.ops import merge_rows  # noqa: F401  (its home is nex_interp.cache.ops; kept importable here)
 from .errors import ConfigError
 from .provenance import record, write_sidecar
 
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 DEFAULT_RHO = 0.95
 DEFAULT_MIN_RUN = 2
 
 
-def merge_rows(cache: CacheArrays, multiple: int) -> CacheArrays:
-    """The cache re-cut into rows of ``multiple`` consecutive rows of each response (the last may be
-    shorter). Masses of a neuron are summed across the merged rows (non-finite and negative
-    masses count as 0, as the sanitiser would read them) and stored as float16, clipped to its range.
-
-    >>> from nex_interp.keys import KeyScheme
-    >>> c = CacheArrays(np.array([0, 3]), np.array([0, 2, 3, 4]), np.array([0, 32, 64, 80]),
-    ...                 np.array([5, 7, 5, 9], np.uint32), np.array([1, 2, 3, 4], np.float16),
-    ...                 np.array([0, 0]), np.zeros(0, np.uint32), np.zeros(0, np.float16))
-    >>> m = merge_rows(c, 2)
-    >>> m.row_ptr.tolist(), m.keys.tolist(), m.mass.tolist(), np.diff(m.token_row_ptr).tolist()
-    ([0, 2, 3], [5, 7, 9], [4.0, 2.0, 4.0], [64, 16])
-    """
-    multiple = int(multiple)
-    if multiple < 1:
-        raise ConfigError(f"row multiple must be a positive integer, got {multiple}")
-    if multiple == 1:
-        return cache
-    srp = np.asarray(cache.sample_row_ptr, dtype=np.int64)
-    counts = np.diff(srp)
-    n_rows = int(srp[-1])
-    row_resp = np.repeat(np.arange(len(counts)), counts)
-    local = np.arange(n_rows, dtype=np.int64) - srp[row_resp]
-    new_counts = -(-counts // multiple)
-    new_srp = np.concatenate([[0], np.cumsum(new_counts)]).astype(np.int64)
-    new_of_old = new_srp[row_resp] + local // multiple
-    n_new = int(new_srp[-1])
-    tokens = np.diff(np.asarray(cache.token_row_ptr, dtype=np.int64))[:n_rows]
-    new_tokens = np.bincount(new_of_old, weights=tokens, minlength=n_new).astype(np.int64)
-
-    row_ptr = np.asarray(cache.row_ptr, dtype=np.int64)
-    n_ent = int(row_ptr[n_rows])
-    entry_row = np.repeat(np.arange(n_rows), np.diff(row_ptr[: n_rows + 1]))
-    new_row = new_of_old[entry_row]
-    keys = np.asarray(cache.keys[:n_ent])
-    mass = np.asarray(cache.mass[:n_ent]).astype(np.float64)
-    mass[~np.isfinite(mass) | (mass < 0)] = 0.0
-    order = np.lexsort((keys, new_row))
-    k_sorted, r_sorted, m_sorted = keys[order], new_row[order], mass[order]
-    start = np.ones(len(order), dtype=bool)
-    if len(order):
-        start[1:] = (k_sorted[1:] != k_sorted[:-1]) | (r_sorted[1:] != r_sorted[:-1])
-    first = np.flatnonzero(start)
-    summed = np.add.reduceat(m_sorted, first) if len(first) else np.zeros(0)
-    out_keys = k_sorted[first]
-    out_rows = r_sorted[first]
-    out_row_ptr = np.concatenate([[0], np.cumsum(np.bincount(out_rows, minlength=n_new))]).astype(np.int64)
-    return CacheArrays(
-        sample_row_ptr=new_srp,
-        row_ptr=out_row_ptr,
-        token_row_ptr=np.concatenate([[0], np.cumsum(new_tokens)]).astype(np.int64),
-        keys=out_keys.astype(keys.dtype),
-        mass=np.minimum(summed, FLOAT16_MAX).astype(np.float16),
-        base_ptr=cache.base_ptr,
-        base_keys=cache.base_keys,
-        base_mass=cache.base_mass,
-        scheme=cache.scheme,
-        manifest={**cache.manifest, "row_multiple": multiple},
-    )
-
-
 @dataclass(frozen=True)
 class SweepInput:
-    """One cache in a sweep: the variant (model) it belongs to and the activation rule it was captured with."""
+    """One cache in a sweep: the variant (model) it belongs to and the activation rule it was captured
+    with (:func:`sweep_input` fills them in from the cache's manifest)."""
 
     variant: str
     rule: str
     cache: CacheArrays
-    path: str = ""
+    path: str = ""  # where the cache lies (default: the cache's own path)
+
+    def __post_init__(self) -> None:
+        if not self.path and self.cache.path is not None:
+            object.__setattr__(self, "path", str(self.cache.path))
+
+
+def sweep_input(cache: CacheArrays | str | Path, variant: str | None = None, rule: str | None = None) -> SweepInput:
+    """A sweep input from a cache (opened, or its path): the variant and rule default to what its
+    manifest records (the model's spec or path, the rule's spec or kind), else the directory name
+    and ``default``."""
+    from .cache.reader import as_cache
+
+    c = as_cache(cache)
+    m = c.manifest
+    model = m.get("model")
+    model_name = (model.get("spec") or model.get("path")) if isinstance(model, dict) else model
+    rule_m = m.get("rule")
+    rule_name = (rule_m.get("spec") or rule_m.get("kind")) if isinstance(rule_m, dict) else rule_m
+    where = str(c.path) if c.path is not None else ""
+    name = variant or str(model_name or (Path(where).name if where else "variant"))
+    return SweepInput(name, rule or str(rule_name or "default"), c, where)
+
+
+def accuracy_from_caches(inputs: Sequence[SweepInput]) -> dict[str, float]:
+    """Each variant's accuracy from its caches' own response metadata, when every response of every
+    variant is graded (``correct`` or a reference answer); else ``{}``."""
+    from .selection.candidates import candidates_from_rows
+
+    accuracy: dict[str, float] = {}
+    for i in inputs:
+        meta = i.cache.response_meta
+        if meta and all("problem_id" in r for r in meta):
+            c = candidates_from_rows(meta, source=i.path or i.variant)
+            if c.correct is not None and not np.isnan(c.correct).any():
+                accuracy.setdefault(i.variant, float(np.mean(c.correct)))
+    return accuracy if set(accuracy) == {i.variant for i in inputs} else {}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from nex_interp.demo import DemoConfig, quadratic_fit  # noqa: E402
+from nex_interp.zoo.experiment import DemoConfig, quadratic_fit  # noqa: E402
 
 VARIANT_KEYS = {"name", "lambda", "accuracy", "nex_score", "mean_e_segments", "high_entropy_rows"}
 
@@ -94,3 +94,11 @@ def test_quick_demo_resumes_and_reproduces(quick_demo, capsys):
     assert "Pearson r" in printed and victim in printed
     # another seed in the same directory is refused, not mixed in
     assert main(["demo", "-o", str(out), "--quick", "--seed", "4"]) == 2
+
+
+def test_the_old_demo_module_still_offers_the_parts():
+    import nex_interp.demo as old
+    from nex_interp.zoo import experiment
+
+    assert old.DemoConfig is experiment.DemoConfig and old.run_variant is experiment.run_variant
+    assert set(experiment.__all__) <= set(dir(old))

@@ -245,7 +245,7 @@ class _BpeTok:
 
 
 def test_token_offsets_for_word_level_and_bpe_tokenizers():
-    from nex_interp.cli.select_cmds import token_offsets
+    from nex_interp.annotation import token_offsets
 
     text, pieces, offs = token_offsets(_WordTok(), [0, 1, 2, 3])
     assert text == "try 7 need 3" and offs == [[0, 3], [4, 5], [6, 10], [11, 12]]

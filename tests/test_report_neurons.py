@@ -37,7 +37,7 @@ def test_contexts_rank_rows_by_mass_and_carry_text(tmp_path):
             ids = np.array([1, 2, 3, 4], np.int32) + r
             w.add_response(rows, np.array([k(0, 9), k(1, 2)], np.uint32), np.ones(2, np.float32), {"id": str(r)}, {"tokens": {"ids": ids}})
     cache = open_cache(tmp_path / "c")
-    df = neuron_contexts(cache, [(1, 2), (5, 5)], top=3, cache_path=tmp_path / "c")
+    df = neuron_contexts(cache, [(1, 2), (5, 5)], top=3)
     assert df["layer"].tolist() == [1, 1, 1]  # top 3 of 4 rows; the never-active neuron (5, 5) has none
     assert df["mass"].tolist() == [5.0, 3.0, 1.0]
     assert df["rank"].tolist() == [1, 2, 3]
@@ -47,8 +47,10 @@ def test_contexts_rank_rows_by_mass_and_carry_text(tmp_path):
     # context: the neighbouring row of the same response on each side, the row itself marked
     assert df["context"].iloc[0].replace("«", "").replace("»", "").split() == [WORDS[i] for i in (1, 2, 3, 4)]
     assert df["context"].iloc[0].index("«") > 0 and df["context"].iloc[1].startswith("«")
-    top1 = neuron_contexts(cache, [(1, 2)], top=1)
+    top1 = neuron_contexts(cache, [(1, 2)], top=1, text=False)
     assert len(top1) == 1 and top1["text"].iloc[0] is None
+    # the opened cache knows its path: no cache_path needed for the text
+    assert neuron_contexts(cache, [(1, 2)], top=1)["text"].iloc[0] == df["text"].iloc[0]
     with pytest.raises(ConfigError):
         neuron_contexts(cache, [(1, 2)], top=0)
 

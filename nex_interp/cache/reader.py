@@ -4,6 +4,8 @@
 >>> cache = open_cache("tests/data/reference/example_cache")   # a reference cache: no manifest
 >>> cache.n_responses, cache.n_rows, cache.n_entries
 (1, 83, 26660)
+>>> cache.path.name, cache.response_ids, cache.stream_names
+('example_cache', ['0'], ())
 
 Everything is checked before any work (files present, byte counts whole, lengths consistent,
 pointers start at 0, never decrease and end in bounds, lengths as the manifest records), and
@@ -24,7 +26,7 @@ from .manifest import MANIFEST_NAME, core_array_paths, dtype_of, read_manifest, 
 from .streams import open_stream, read_response_meta  # noqa: F401  (re-exported: the reader API)
 from .validate import array_length, check_directory, check_pointer, check_same_length, map_array
 
-__all__ = ["open_cache", "open_stream", "read_response_meta", "cache_scheme", "verify_cache_checksums"]
+__all__ = ["open_cache", "as_cache", "open_stream", "read_response_meta", "cache_scheme", "verify_cache_checksums"]
 
 
 def cache_scheme(cache: Path, manifest: dict | None) -> KeyScheme:
@@ -45,6 +47,9 @@ def cache_scheme(cache: Path, manifest: dict | None) -> KeyScheme:
 
 def open_cache(path: str | os.PathLike, verify_checksums: bool = False) -> CacheArrays:
     """Validate and memory-map the cache at ``path``.
+
+    The cache knows its ``path``, its per-response metadata (``response_meta``, ``response_ids``)
+    and its per-token streams (``stream_names``, ``stream(name)``); those are read on first use.
 
     Works on our caches (with ``manifest.json``), on caches whose writer was interrupted (read up
     to the last committed response) and on reference caches (no manifest: ref22 keys).
@@ -104,7 +109,13 @@ def open_cache(path: str | os.PathLike, verify_checksums: bool = False) -> Cache
         base_mass=arrays["base_mass"],
         scheme=scheme,
         manifest=dict(manifest or {}),
+        path=cache,
     )
+
+
+def as_cache(cache: CacheArrays | str | os.PathLike) -> CacheArrays:
+    """``cache`` itself when it is already open, else the cache opened at that path."""
+    return cache if isinstance(cache, CacheArrays) else open_cache(cache)
 
 
 def verify_cache_checksums(cache: Path, manifest: dict | None) -> None:

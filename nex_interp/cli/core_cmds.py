@@ -36,20 +36,11 @@ def _model_identity(manifest: dict) -> dict:
 
 
 def _check_outdir(out: Path, *protected: Path) -> None:
-    """Refuse an output directory that would clobber inputs or someone else's files.
+    """Refuse an output directory that would clobber inputs or someone else's files (an existing
+    directory is replaced only if it is an earlier nex output: holds summary.json or provenance.json)."""
+    from .common import check_outdir
 
-    An existing directory is replaced only if it is an earlier nex output (holds summary.json or
-    provenance.json) and contains none of the inputs.
-    """
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {out} is a file: give a directory for -o")
-    resolved = out.resolve()
-    for p in protected:
-        rp = p.resolve()
-        if rp == resolved or resolved in rp.parents:
-            raise ConfigError(f"output directory {out} holds the input {p}: choose another -o")
-    if out.is_dir() and any(out.iterdir()) and not ((out / SUMMARY_NAME).exists() or (out / "provenance.json").exists()):
-        raise ConfigError(f"output directory {out} exists and holds other files: choose a new -o (nex only replaces its own outputs)")
+    check_outdir(out, *protected, ours=(SUMMARY_NAME, "provenance.json"))
 
 
 def _check_outfile(out: Path, *protected: Path) -> None:
@@ -60,7 +51,7 @@ def _check_outfile(out: Path, *protected: Path) -> None:
             raise ConfigError(f"output {out} is the input file: choose another -o")
 
 
-def _train(cache, cache_path: Path, params):
+def _train(cache, params):
     """Learn weights and stamp them with their provenance."""
     import dataclasses
 
@@ -72,7 +63,7 @@ def _train(cache, cache_path: Path, params):
     meta = dict(weights.meta)
     meta.setdefault("params", params.to_dict())
     meta.setdefault("model", _model_identity(cache.manifest))
-    meta["cache_path"] = str(cache_path)
+    meta["cache_path"] = str(cache.path)
     return dataclasses.replace(weights, meta=meta)
 
 
@@ -80,31 +71,20 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def _write_scores(outdir: Path, cache, cache_path: Path, weights, with_log_gap: bool) -> dict:
+def _write_scores(outdir: Path, cache, weights, with_log_gap: bool) -> dict:
     """Score every response of ``cache``; write scores.csv and summary.json into ``outdir``."""
     import numpy as np
 
-    from ..cache.streams import read_response_meta
     from ..core import log_gap, nex_score, score_responses
+    from ..scores import score_columns
 
     if weights.scheme != cache.scheme:
         raise WeightsError(
-            f"weights use key scheme {weights.scheme.to_dict()} but cache {cache_path} uses {cache.scheme.to_dict()}: "
+            f"weights use key scheme {weights.scheme.to_dict()} but cache {cache.path} uses {cache.scheme.to_dict()}: "
             "score with weights learned on a cache of the same model"
         )
     gmf = np.asarray(score_responses(cache, weights), dtype=np.float64)
-    srp = np.asarray(cache.sample_row_ptr, dtype=np.int64)
-    trp = np.asarray(cache.token_row_ptr, dtype=np.int64)
-    columns: dict = {"response": np.arange(cache.n_responses, dtype=np.int64)}
-    meta = read_response_meta(cache_path)
-    if meta and any("id" in m for m in meta):
-        columns["id"] = [m.get("id") for m in meta]
-    columns["gmf"] = gmf
-    columns["n_rows"] = np.diff(srp)
-    columns["n_tokens"] = trp[srp[1:]] - trp[srp[:-1]]
-    if with_log_gap:
-        columns["log_gap"] = [log_gap(g) if not math.isnan(g) else np.nan for g in gmf]
-    _write_csv(outdir / SCORES_NAME, columns)
+    _write_csv(outdir / SCORES_NAME, score_columns(cache, gmf, with_log_gap))
     score = nex_score(gmf)
     summary = {
         "n_responses": int(cache.n_responses),
@@ -163,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = _params(args)
     _check_outfile(out, cache_path)
     cache = open_cache(cache_path)
-    weights = _train(cache, cache_path, params)
+    weights = _train(cache, params)
     rec = record("nex train", config=params.to_dict(), model=_model_identity(cache.manifest), inputs={"cache": str(cache_path)}, n_weights=len(weights))
     save_weights(weights, out, provenance=rec)
     print(f"learned {len(weights)} neuron weights from {cache.n_responses} responses; wrote {out}")
@@ -186,7 +166,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     weights = load_weights(weights_path)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        summary = _write_scores(tmp, cache, cache_path, weights, args.log_gap)
+        summary = _write_scores(tmp, cache, weights, args.log_gap)
         rec = record(
             "nex score",
             config={"log_gap": bool(args.log_gap)},
@@ -213,13 +193,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _params(args)
     _check_outdir(out, cache_path)
     cache = open_cache(cache_path)
-    weights = _train(cache, cache_path, params)
+    weights = _train(cache, params)
     model = _model_identity(cache.manifest)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         rec = record("nex run", config=params.to_dict(), model=model, inputs={"cache": str(cache_path)}, n_weights=len(weights))
         save_weights(weights, tmp / WEIGHTS_NAME, provenance=rec)
-        summary = _write_scores(tmp, cache, cache_path, weights, args.log_gap)
+        summary = _write_scores(tmp, cache, weights, args.log_gap)
         write_sidecar(tmp, dict(rec, log_gap=bool(args.log_gap)))
     _report(summary, out, args.log_gap)
     return 0

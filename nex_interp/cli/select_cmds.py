@@ -1,7 +1,7 @@
 """Selection and evaluation commands: ``nex select``, ``nex rank``, ``nex annotate export|agree``, ``nex sweep``.
 
-Thin shells over :mod:`nex_interp.selection`, :mod:`nex_interp.phase_agreement` and
-:mod:`nex_interp.sensitivity`. None imports torch or transformers (``nex annotate export
+Thin shells over :mod:`nex_interp.selection`, :mod:`nex_interp.annotation` (with
+:mod:`nex_interp.phase_agreement`) and :mod:`nex_interp.sensitivity`. None imports torch or transformers (``nex annotate export
 --tokenizer`` loads a tokenizer lazily).
 """
 
@@ -34,20 +34,14 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def _check_outdir(out: Path, *inputs: Path) -> None:
-    """An output directory must not be (or hold) an input, nor a foreign non-empty directory."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output {out} is a file: give a directory for -o")
-    ro = out.resolve()
-    for p in inputs:
-        rp = Path(p).resolve()
-        if rp == ro or ro in rp.parents:
-            raise ConfigError(f"output directory {out} holds the input {p}: choose another -o")
-    if out.is_dir() and any(out.iterdir()) and not any((out / n).exists() for n in _OUR_OUTPUTS):
-        raise ConfigError(f"output directory {out} exists and holds other files: choose a new -o (nex only replaces its own outputs)")
-
-
+#: files whose presence marks a directory as an earlier output of these commands (safe to replace)
 _OUR_OUTPUTS = ("selection.csv", "ranking.csv", "agreement.json", "sweep.csv", "sample_efficiency.csv")
+
+
+def _check_outdir(out: Path, *inputs: Path) -> None:
+    from .common import check_outdir
+
+    check_outdir(out, *inputs, ours=_OUR_OUTPUTS)
 
 
 def _row_options(args: argparse.Namespace) -> dict:
@@ -94,30 +88,9 @@ def _parse_labelled(spec: str) -> tuple[str | None, str | None, str]:
 
 
 def _read_accuracy(path: str) -> dict[str, float]:
-    """Variant accuracies from a JSON object ``{variant: accuracy}`` or a CSV with ``variant, accuracy``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"accuracy file {p} not found")
-    if p.suffix == ".json":
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"accuracy file {p} is not valid JSON ({e.msg})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"accuracy file {p} must hold an object {{variant: accuracy}}")
-        try:
-            return {str(k): float(v) for k, v in data.items()}
-        except (TypeError, ValueError):
-            raise ConfigError(f"accuracy file {p}: every accuracy must be a number") from None
-    import pandas as pd
+    from ..selection.ranking import read_accuracy
 
-    try:
-        df = pd.read_csv(p)
-    except Exception as e:  # pandas raises many types for a malformed CSV
-        raise ConfigError(f"accuracy file {p} is not a readable CSV ({type(e).__name__})") from None
-    if not {"variant", "accuracy"} <= set(df.columns):
-        raise ConfigError(f"accuracy file {p} needs columns 'variant' and 'accuracy'")
-    return {str(v): float(a) for v, a in zip(df["variant"], df["accuracy"])}
+    return read_accuracy(path)
 
 
 # --------------------------------------------------------------------------- nex select
@@ -128,11 +101,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     Writes OUT/selection.csv (method, accuracy, ci_low, ci_high, n_problems, uses_labels, citation),
     OUT/picks.csv (each method's pick per problem) and OUT/scores.csv (each method's per-response value).
     """
-    from ..atomic import atomic_path
     from ..provenance import record, write_sidecar
     from ..selection import get_method, method_names
-    from ..selection.best_of_n import write_picks_csv, write_selection_csv
+    from ..selection.best_of_n import write_method_scores_csv, write_picks_csv, write_selection_csv
     from ..selection.pipeline import SelectConfig, select_best_of_n
+    from ..selection.registry import SelectionOptions
 
     if args.list_methods:
         for name in method_names():
@@ -158,16 +131,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_selection_csv(report, out / "selection.csv", rec)
     write_picks_csv(report, out / "picks.csv", rec)
-    import pandas as pd
-
-    from ..selection.registry import SelectionOptions
-
-    cols = {"id": cands.ids, "problem_id": cands.problem_ids}
-    for r in report.results:
-        cols[r.method] = get_method(r.method).compute(cands, SelectionOptions(config.deepconf_window))
-    with atomic_path(out / "scores.csv") as tmp:
-        pd.DataFrame(cols).to_csv(tmp, index=False, float_format="%.6g")
-    write_sidecar(out / "scores.csv", rec)
+    write_method_scores_csv(report, cands, out / "scores.csv", SelectionOptions(config.deepconf_window), rec)
     write_sidecar(out, rec)
 
     n_prob = len(cands.problems())
@@ -261,42 +225,12 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- nex annotate
-def _load_tokenizer(spec: str):
-    from ..models.loader import resolve_spec
-
-    r = resolve_spec(spec)
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(r.path) if r.path else r.hub)
-
-
-def token_offsets(tokenizer, ids: list[int]) -> tuple[str, list[str], list[list[int]]]:
-    """(decoded text, each token's own text, each token's [start, end) in the decoded text).
-
-    Each token's text is searched for in the text from where the previous one ended, so word-level
-    tokenizers (which join tokens with spaces) and byte-level BPE (whose tokens carry their spaces)
-    both get exact offsets; a token whose text does not appear as such (a multi-byte character split
-    across tokens) gets an empty span at the current position.
-    """
-    full = tokenizer.decode(ids)
-    pieces = [tokenizer.decode([t]) for t in ids]
-    offsets, pos = [], 0
-    for piece in pieces:
-        at = full.find(piece, pos) if piece else -1
-        if at < 0 or (at - pos) > max(4, len(piece)):  # not found nearby: do not jump ahead
-            offsets.append([pos, pos])
-            continue
-        offsets.append([at, at + len(piece)])
-        pos = at + len(piece)
-    return full, pieces, offsets
-
-
 def cmd_annotate_export(args: argparse.Namespace) -> int:
     """Export a cache's responses for human E/X annotation (JSONL): text, tokens with character
     offsets (with --tokenizer, or the model the cache records), the cache's rows as token ranges,
     and an empty 'spans' list to fill in (unit 'char' or 'token')."""
-    from ..atomic import atomic_path
-    from ..cache.reader import open_cache, open_stream, read_response_meta
+    from ..annotation import cache_model_spec, export_for_annotation, token_ids_stream, tokenizer_for_model
+    from ..cache.reader import open_cache
     from ..provenance import record, write_sidecar
     from ..selection.candidates import read_jsonl
 
@@ -304,49 +238,20 @@ def cmd_annotate_export(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ConfigError(f"output {out} is a directory: give a file name for -o")
     cache = open_cache(cache_path)
-    meta = read_response_meta(cache_path)
-    texts = {}
-    if args.responses:
-        texts = {str(r.get("id")): r.get("response") for r in read_jsonl(args.responses)}
-    ids = [str(m.get("id", k)) for k, m in enumerate(meta)] if meta else [str(k) for k in range(cache.n_responses)]
-    tok_ids = None
-    if "tokens" in (cache.manifest.get("streams") or {}):
-        ptr, arrays = open_stream(cache_path, "tokens")
-        if "ids" in arrays:
-            tok_ids = (ptr, arrays["ids"])
-    tokenizer = None
-    spec = args.tokenizer or (cache.manifest.get("model", {}).get("spec") if isinstance(cache.manifest.get("model"), dict) else None)
-    if args.tokenizer and tok_ids is None:
+    texts = {str(r.get("id")): r.get("response") for r in read_jsonl(args.responses)} if args.responses else {}
+    has_ids = token_ids_stream(cache) is not None
+    if args.tokenizer and not has_ids:
         raise ConfigError(f"cache {cache_path} stores no token ids (tokens/ids): --tokenizer cannot render its tokens; export without it")
-    if spec and tok_ids is not None:
+    spec = args.tokenizer or cache_model_spec(cache)
+    tokenizer = None
+    if spec and has_ids:
         try:
-            tokenizer = _load_tokenizer(spec)
+            tokenizer = tokenizer_for_model(spec)
         except NexError as e:
             if args.tokenizer:
                 raise
             print(f"note: the cache's model {spec!r} gives no tokenizer here ({e}); exporting token units without token text")
-    trp = cache.token_row_ptr
-    n = 0
-    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
-        for k, rid in enumerate(ids):
-            if args.limit is not None and n >= args.limit:
-                break
-            start, stop = cache.response_rows(k)
-            t0 = int(trp[start]) if stop > start else 0
-            rows = [[int(trp[j]) - t0, int(trp[j + 1]) - t0] for j in range(start, stop)]
-            obj = {"id": rid, "problem_id": meta[k].get("problem_id") if meta else None, "unit": "char", "rows": rows,
-                   "n_tokens": rows[-1][1] if rows else 0}
-            text = texts.get(rid) or (meta[k].get("response") if meta else None)
-            if tokenizer is not None:
-                ptr, arr = tok_ids
-                ids_k = [int(t) for t in arr[ptr[k] : ptr[k + 1]]]
-                full, pieces, offsets = token_offsets(tokenizer, ids_k)
-                obj.update(text=full, tokens=pieces, token_offsets=offsets)
-            else:
-                obj.update(text=text, unit="token")
-            obj["spans"] = []
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            n += 1
+    n = export_for_annotation(cache, out, texts=texts, tokenizer=tokenizer, limit=args.limit)
     write_sidecar(out, record("nex annotate export", inputs={"cache": str(cache_path), "responses": args.responses}, tokenizer=spec))
     print(f"exported {n} responses for annotation to {out}" + ("" if tokenizer else " (no tokenizer: label spans in token units)"))
     return 0
@@ -356,10 +261,11 @@ def cmd_annotate_agree(args: argparse.Namespace) -> int:
     """Agreement of the HMM's E/X phases (rows mapped to tokens) with annotations: Cohen's kappa
     over tokens and boundary F1 within a tolerance in tokens. Writes OUT/agreement.json and
     OUT/agreement_per_response.csv."""
+    from ..annotation import agree_with_annotations
     from ..atomic import atomic_path, write_text
-    from ..cache.reader import open_cache, read_response_meta
+    from ..cache.reader import open_cache
     from ..core import NexParams
-    from ..phase_agreement import agreement, hmm_token_labels, read_annotations
+    from ..phase_agreement import read_annotations
     from ..provenance import record, write_sidecar
 
     cache_path, out = Path(args.cache), Path(args.output)
@@ -367,16 +273,10 @@ def cmd_annotate_agree(args: argparse.Namespace) -> int:
     if args.tolerance < 0:
         raise ConfigError(f"--tolerance must be >= 0 tokens, got {args.tolerance}")
     cache = open_cache(cache_path)
-    meta = read_response_meta(cache_path)
-    ids = [str(m.get("id", k)) for k, m in enumerate(meta)] if meta else [str(k) for k in range(cache.n_responses)]
     anns = read_annotations(args.annotations)
     params = NexParams(rho=args.rho, min_run=args.min_run)
-    wanted = [k for k, rid in enumerate(ids) if rid in anns]
-    pred = {ids[k]: labels for k, labels in hmm_token_labels(cache, wanted, params).items()}
-    gold = {rid: a.token_labels(len(pred[rid])) for rid, a in anns.items() if rid in pred}
-    unknown = [rid for rid in anns if rid not in pred]
-    rep = agreement(pred, gold, args.tolerance)
-    summary = {**rep.summary(), "unmatched_annotations": len(unknown), "params": params.to_dict()}
+    rep, summary = agree_with_annotations(cache, anns, params, args.tolerance)
+    unknown = summary["unmatched_annotations"]
     rec = record("nex annotate agree", config={"tolerance": args.tolerance, **params.to_dict()},
                  inputs={"cache": str(cache_path), "annotations": args.annotations})
     out.mkdir(parents=True, exist_ok=True)
@@ -389,7 +289,7 @@ def cmd_annotate_agree(args: argparse.Namespace) -> int:
     write_sidecar(out, rec)
     print(f"{rep.n_responses} responses, {rep.n_tokens} tokens: Cohen's kappa {_fmt(rep.cohen_kappa)}, "
           f"boundary F1 {_fmt(rep.boundary_f1)} (tolerance {rep.tolerance} tokens; P {_fmt(rep.boundary_precision)}, "
-          f"R {_fmt(rep.boundary_recall)})" + (f"; {len(unknown)} annotations name responses not in the cache" if unknown else ""))
+          f"R {_fmt(rep.boundary_recall)})" + (f"; {unknown} annotations name responses not in the cache" if unknown else ""))
     return 0
 
 
@@ -399,38 +299,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     and the activation rule (several caches of the same responses). CACHE is
     [VARIANT[@RULE]=]PATH; unlabelled caches take the variant and rule from their manifest.
     Writes OUT/sweep.csv, OUT/sweep_scores.csv and OUT/sweep.md."""
-    import numpy as np
-
-    from ..cache.reader import open_cache, read_response_meta
-    from ..sensitivity import SweepInput, SweepSpec, run_sweep, write_sweep
+    from ..sensitivity import SweepSpec, accuracy_from_caches, run_sweep, sweep_input, write_sweep
 
     out = Path(args.output)
     items = []
     for spec in args.caches:
         variant, rule, path = _parse_labelled(spec)
-        cache = open_cache(path)
-        m = cache.manifest
-        model = m.get("model")
-        model_name = (model.get("spec") or model.get("path")) if isinstance(model, dict) else model
-        rule_m = m.get("rule")
-        rule_name = (rule_m.get("spec") or rule_m.get("kind")) if isinstance(rule_m, dict) else rule_m
-        items.append(SweepInput(variant or str(model_name or Path(path).name), rule or str(rule_name or "default"), cache, path))
+        items.append(sweep_input(path, variant, rule))
     _check_outdir(out, *(Path(i.path) for i in items))
     spec = SweepSpec(args.rho, args.min_run, args.row_multiple, args.design)
     if any(m < 1 for m in spec.row_multiples):
         raise ConfigError("--row-multiple values must be positive integers")
+    # default: from the caches' own response metadata, when every response is graded
     accuracy = _read_accuracy(args.accuracy) if args.accuracy else {}
-    if not accuracy:  # from the caches' own response metadata, when every response is graded
-        from ..selection.candidates import candidates_from_rows
-
-        for i in items:
-            meta = read_response_meta(i.path)
-            if meta and all("problem_id" in r for r in meta):
-                c = candidates_from_rows(meta, source=i.path)
-                if c.correct is not None and not np.isnan(c.correct).any():
-                    accuracy.setdefault(i.variant, float(np.mean(c.correct)))
-        if set(accuracy) != {i.variant for i in items}:
-            accuracy = {}
+    if not accuracy:
+        accuracy = accuracy_from_caches(items)
     result = run_sweep(items, spec, accuracy)
     paths = write_sweep(result, out, config={"rhos": spec.rhos, "min_runs": spec.min_runs, "row_multiples": spec.row_multiples,
                                              "design": spec.design}, inputs={"caches": [i.path for i in items]})

@@ -39,7 +39,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Rank a SLERP merge family of zoo models with NEX, without labels, and check against accuracy."""
-    from ..demo import DemoConfig, run_demo
+    from ..zoo.experiment import DemoConfig, run_demo
 
     cfg = DemoConfig.quick(args.seed) if args.quick else DemoConfig(seed=args.seed)
     run_demo(Path(args.output), cfg)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -162,7 +161,7 @@ def response_neurons(cache: CacheArrays, i: int, weights: NeuronWeights, top: in
 
 
 def gather_report(
-    cache_path: str | os.PathLike,
+    cache: CacheArrays | str | os.PathLike,
     response: int,
     *,
     weights: NeuronWeights | None = None,
@@ -170,9 +169,8 @@ def gather_report(
     tokenizer: Any = None,
     texts: Sequence[str] | None = None,
     top: int = 15,
-    cache: CacheArrays | None = None,
 ) -> ReportData:
-    """Collect the report of response ``response`` of the cache at ``cache_path``.
+    """Collect the report of response ``response`` of ``cache`` (an opened cache, or its path).
 
     weights:   NEX weights for the neuron table and GMF; None learns them on this cache
                (self-calibration, as the NEX score does by default).
@@ -183,13 +181,12 @@ def gather_report(
     texts:     per-response texts (e.g. from a responses.jsonl) used when the cache has no tokens
                stream; they are split into rows with the tokenizer when the token counts agree.
     top:       neurons listed on each side (largest positive and negative mass x weight).
-    cache:     the already opened cache at ``cache_path`` (to avoid opening it again).
     """
-    from ..cache.reader import open_cache, read_response_meta
+    from ..cache.reader import as_cache
     from ..core import NexParams, diagnose_response, learn_weights
 
-    cache_path = Path(cache_path)
-    arrays = cache if cache is not None else open_cache(cache_path)
+    arrays = as_cache(cache)
+    cache_path = arrays.path if arrays.path is not None else "(in memory)"
     n = arrays.n_responses
     if not (0 <= response < n):
         raise ConfigError(f"--response {response} is out of range: the cache {cache_path} holds responses 0..{n - 1}")
@@ -215,9 +212,9 @@ def gather_report(
         tokens = np.diff(np.asarray(arrays.token_row_ptr[start : stop + 1], dtype=np.int64))
         n_new, slopes, labels = np.zeros(len(kept), np.int64), np.full(len(kept), np.nan), np.zeros(len(kept), bool)
 
-    meta_list = read_response_meta(cache_path)
+    meta_list = arrays.response_meta
     meta = dict(meta_list[response]) if response < len(meta_list) else {}
-    text_of = row_texts(cache_path, arrays, response, kept, tokenizer=tokenizer,
+    text_of = row_texts(arrays, response, kept, tokenizer=tokenizer,
                         text=(texts[response] if texts is not None and response < len(texts) else _meta_text(meta)))
 
     rows = [

@@ -27,17 +27,19 @@ def neuron_contexts(
     neurons: Sequence[tuple[int, int]],
     *,
     top: int = 3,
-    cache_path: str | os.PathLike | None = None,
     tokenizer: Any = None,
     context_rows: int = 1,
+    text: bool = True,
+    cache_path: str | os.PathLike | None = None,
 ) -> "pd.DataFrame":
     """For each (layer, unit) in ``neurons``, the ``top`` rows of the cache where its mass is
     largest: columns ``layer, unit, rank, response, row, tokens, mass, text, context``.
 
     ``text`` is the row's text and ``context`` the same with ``context_rows`` rows of the same
     response on each side, the row itself in double angle brackets; both are None when the cache
-    has no token text or no tokenizer is known (give ``cache_path`` to read the cache's ``tokens``
-    stream). Neurons never active in the cache get no rows."""
+    has no token text (its ``tokens`` stream) or no tokenizer is known, or with ``text=False``.
+    Neurons never active in the cache get no rows. (``cache_path``: only for a cache built in
+    memory, whose own path is unknown; an opened cache knows where it lies.)"""
     import pandas as pd
 
     columns = ["layer", "unit", "rank", "response", "row", "tokens", "mass", "text", "context"]
@@ -65,12 +67,17 @@ def neuron_contexts(
                  "tokens": int(tokens[rows[e]]), "mass": float(mass[e]), "text": None, "context": None}
             )
     df = pd.DataFrame(records, columns=columns)
-    if cache_path is not None and len(df):
+    if cache.path is None and cache.origin is None and cache_path is not None:
+        import dataclasses
+        from pathlib import Path
+
+        cache = dataclasses.replace(cache, path=Path(cache_path))
+    if text and len(df) and (cache.path is not None or cache.origin is not None):
         texts: dict[int, str] = {}
         for resp, g in df.groupby("response"):
             r0, r1 = cache.response_rows(int(resp))
             wanted_rows = {x for r in g["row"] for x in range(max(r0, r - context_rows), min(r1, r + context_rows + 1))}
-            texts.update(row_texts(cache_path, cache, int(resp), sorted(wanted_rows), tokenizer=tokenizer).rows)
+            texts.update(row_texts(cache, int(resp), sorted(wanted_rows), tokenizer=tokenizer).rows)
         df["text"] = [texts.get(int(r)) for r in df["row"]]
 
         def around(resp: int, r: int) -> str | None:

@@ -103,26 +103,32 @@ def split_by_rows(tokenizer: Any, ids: Sequence[int], bounds: Sequence[tuple[int
 
 
 def row_texts(
-    cache_path: str | os.PathLike,
     cache: CacheArrays,
     response: int,
     rows: Sequence[int] | np.ndarray,
-    *,
+    *args: Any,
     tokenizer: Any = None,
     text: str | None = None,
 ) -> RowTexts:
-    """Texts of the given cache rows of ``response`` (see the module docstring for the sources)."""
-    from ..cache.reader import open_stream
+    """Texts of the given cache rows of ``response`` (see the module docstring for the sources).
 
+    The token ids come from the cache's own ``tokens`` stream. (The older form
+    ``row_texts(cache_path, cache, response, rows)`` still works.)
+    """
+    if not isinstance(cache, CacheArrays):  # the old form: (cache_path, cache, response, rows)
+        if not isinstance(response, CacheArrays) or len(args) != 1:
+            raise TypeError("row_texts(cache, response, rows, *, tokenizer=None, text=None)")
+        cache, response, rows = response, rows, args[0]
+    elif args:
+        raise TypeError("row_texts(cache, response, rows, *, tokenizer=None, text=None)")
     start, stop = cache.response_rows(response)
     t0 = int(cache.token_row_ptr[start])
     n_tokens = int(cache.token_row_ptr[stop]) - t0
     bounds = [(int(cache.token_row_ptr[r]) - t0, int(cache.token_row_ptr[r + 1]) - t0) for r in rows]
     ids = None
-    streams = cache.manifest.get("streams") or {}
-    if "tokens" in streams or (not cache.manifest and (Path(cache_path) / "tokens").is_dir()):
+    if cache.has_stream("tokens"):
         try:
-            ptr, arrays = open_stream(cache_path, "tokens")
+            ptr, arrays = cache.stream("tokens")
         except CacheError:
             ptr, arrays = None, {}
         if ptr is not None and "ids" in arrays:

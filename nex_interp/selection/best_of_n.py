@@ -216,3 +216,25 @@ def write_picks_csv(report: SelectionReport, path: str | Path, provenance: dict 
         report.picks_frame().to_csv(tmp, index=False, float_format="%.6g")
     write_sidecar(path, provenance or record("selection picks"))
     return path
+
+
+def method_scores(report: SelectionReport, cands: CandidateSet, options: SelectionOptions | None = None):
+    """Each evaluated method's per-response value (pandas DataFrame: ``id, problem_id``, then one
+    column per method of ``report``), what ``nex select`` writes to ``scores.csv``."""
+    import pandas as pd
+
+    options = options or SelectionOptions()
+    cols = {"id": cands.ids, "problem_id": cands.problem_ids}
+    for r in report.results:
+        cols[r.method] = get_method(r.method).compute(cands, options)
+    return pd.DataFrame(cols)
+
+
+def write_method_scores_csv(report: SelectionReport, cands: CandidateSet, path: str | Path,
+                            options: SelectionOptions | None = None, provenance: dict | None = None) -> Path:
+    """Write :func:`method_scores` (``scores.csv``) atomically, with its provenance sidecar."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        method_scores(report, cands, options).to_csv(tmp, index=False, float_format="%.6g")
+    write_sidecar(path, provenance or record("selection scores"))
+    return path

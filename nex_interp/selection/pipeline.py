@@ -71,20 +71,15 @@ def vocab_size_of(manifest: dict) -> int | None:
     return int(streams["vocab_size"]) if isinstance(streams, dict) and streams.get("vocab_size") else None
 
 
-def attach_token_stats(cands: CandidateSet, cache_path: str | Path, cache: CacheArrays, cache_index: np.ndarray) -> CandidateSet:
+def attach_token_stats(cands: CandidateSet, cache: CacheArrays, cache_index: np.ndarray) -> CandidateSet:
     """Attach the ``tokens`` stream's statistics (when the cache has one) and response lengths."""
-    from ..cache.reader import open_stream
-
     manifest = cache.manifest or {}
-    has_stream = "tokens" in (manifest.get("streams") or {}) or (not manifest and (Path(cache_path) / "tokens").is_dir())
-    if has_stream:
-        ptr, arrays = open_stream(cache_path, "tokens")
+    if cache.has_stream("tokens"):
+        ptr, arrays = cache.stream("tokens")
         stats, n_tok = token_stats_from_stream(ptr, arrays, cache_index)
     else:
         stats = {}
-        trp = np.asarray(cache.token_row_ptr, dtype=np.int64)
-        srp = np.asarray(cache.sample_row_ptr, dtype=np.int64)
-        per_resp = trp[srp[1:]] - trp[srp[:-1]]
+        per_resp = cache.response_tokens()
         n_tok = np.asarray([np.nan if k < 0 else float(per_resp[k]) for k in cache_index])
     meta = {}
     vs = vocab_size_of(manifest)
@@ -212,41 +207,44 @@ def attach_nex_scores(
 
 
 def load_candidates(
-    cache_path: str | Path, responses: str | Path | None = None, progress: bool = False,
+    cache: CacheArrays | str | Path, responses: str | Path | None = None, progress: bool = False,
     config: SelectConfig | None = None, with_nex: bool = True, **row_options,
 ) -> tuple[CandidateSet, CacheArrays, np.ndarray]:
-    """(scored candidate set, cache, cache index per candidate) from a cache and a responses file.
+    """(scored candidate set, cache, cache index per candidate) from a cache (opened, or its path)
+    and a responses file.
 
     Without ``responses`` the cache's own ``responses.jsonl`` (what capture recorded per response)
     is the candidate list. ``row_options`` go to :func:`~nex_interp.selection.candidates.candidates_from_rows`.
     """
-    from ..cache.reader import open_cache, read_response_meta
+    from ..cache.reader import as_cache
     from .candidates import read_jsonl
 
     config = config or SelectConfig()
-    cache = open_cache(cache_path)
-    meta = read_response_meta(cache_path)
+    cache = as_cache(cache)
+    where = cache.path if cache.path is not None else "(in memory)"
+    meta = cache.response_meta
     if responses is not None:
         rows, source = read_jsonl(responses), str(responses)
     elif meta:
-        rows, source = meta, str(Path(cache_path) / "responses.jsonl")
+        rows, source = meta, str(Path(cache.path) / "responses.jsonl") if cache.path is not None else "the cache's metadata"
     else:
-        raise ConfigError(f"cache {cache_path} records no per-response metadata: pass --responses with the responses file")
+        raise ConfigError(f"cache {where} records no per-response metadata: pass --responses with the responses file")
     cands = candidates_from_rows(rows, source=source, **row_options)
     index = align_to_cache(cands, meta, cache.n_responses)
     if (index < 0).all():
-        raise ConfigError(f"none of the {len(cands)} responses in {source} is in cache {cache_path}: the ids do not match")
-    cands = attach_token_stats(cands, cache_path, cache, index)
+        raise ConfigError(f"none of the {len(cands)} responses in {source} is in cache {where}: the ids do not match")
+    cands = attach_token_stats(cands, cache, index)
     if with_nex:
         cands = attach_nex_scores(cands, cache, index, config, progress)
-    return dataclasses.replace(cands, meta={**cands.meta, "cache": str(cache_path), "n_missing_in_cache": int((index < 0).sum())}), cache, index
+    return dataclasses.replace(cands, meta={**cands.meta, "cache": str(where), "n_missing_in_cache": int((index < 0).sum())}), cache, index
 
 
 def select_best_of_n(
-    cache_path: str | Path, responses: str | Path | None = None, methods: list[str] | None = None,
+    cache: CacheArrays | str | Path, responses: str | Path | None = None, methods: list[str] | None = None,
     config: SelectConfig | None = None, progress: bool = False, **row_options,
 ):
-    """Load, score and evaluate: returns (:class:`~nex_interp.selection.best_of_n.SelectionReport`, CandidateSet)."""
+    """Load, score and evaluate the candidates of ``cache`` (opened, or its path): returns
+    (:class:`~nex_interp.selection.best_of_n.SelectionReport`, CandidateSet)."""
     from .best_of_n import run_best_of_n
     from .registry import SelectionOptions
 
@@ -254,16 +252,17 @@ def select_best_of_n(
 
     config = config or SelectConfig()
     needs_nex = methods is None or any(r.startswith("score:nex_") for m in methods for r in get_method(m).requires)
-    cands, _, _ = load_candidates(cache_path, responses, progress, config, with_nex=needs_nex, **row_options)
+    cands, _, _ = load_candidates(cache, responses, progress, config, with_nex=needs_nex, **row_options)
     report = run_best_of_n(cands, methods, SelectionOptions(config.deepconf_window), n_boot=config.n_boot, seed=config.seed)
     return report, cands
 
 
 def variant_metrics(
-    variants: dict[str, str | Path], params=None, entropy_threshold: float | None = None, row_tokens: int | None = None,
+    variants: dict[str, CacheArrays | str | Path], params=None, entropy_threshold: float | None = None, row_tokens: int | None = None,
     progress: bool = False, responses: dict[str, str | Path] | None = None, **row_options,
 ):
-    """Per-variant label-free metrics and accuracy, one row per variant (pandas DataFrame).
+    """Per-variant label-free metrics and accuracy, one row per variant (pandas DataFrame);
+    ``variants`` maps a name to its cache (opened, or its path).
 
     Columns: ``variant, n_responses, accuracy`` (from the responses' correctness, NaN if unknown),
     ``nex_score`` (mean GMF, weights self-calibrated on the variant's cache), ``mean_entropy``,
@@ -281,8 +280,8 @@ def variant_metrics(
     from .ranking import per_variant_baselines
 
     cands_by, nex = {}, {}
-    for name, path in tqdm(list(variants.items()), desc="variants", unit="variant", disable=not progress):
-        cands, cache, index = load_candidates(path, (responses or {}).get(name), with_nex=False, **row_options)
+    for name, cache in tqdm(list(variants.items()), desc="variants", unit="variant", disable=not progress):
+        cands, cache, index = load_candidates(cache, (responses or {}).get(name), with_nex=False, **row_options)
         cands_by[name] = cands
         nex[name] = _nanmean(nex_api.self_calibrated_gmf(cache, params))
         if row_tokens is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -142,3 +143,32 @@ def _nanmean(xs) -> float:
     a = np.asarray(list(xs), dtype=np.float64)
     a = a[np.isfinite(a)]
     return float(a.mean()) if a.size else float("nan")
+
+
+def read_accuracy(path: str | Path) -> dict[str, float]:
+    """Variant accuracies from a JSON object ``{variant: accuracy}`` or a CSV with ``variant, accuracy``."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"accuracy file {p} not found")
+    if p.suffix == ".json":
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"accuracy file {p} is not valid JSON ({e.msg})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"accuracy file {p} must hold an object {{variant: accuracy}}")
+        try:
+            return {str(k): float(v) for k, v in data.items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"accuracy file {p}: every accuracy must be a number") from None
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(p)
+    except Exception as e:  # pandas raises many types for a malformed CSV
+        raise ConfigError(f"accuracy file {p} is not a readable CSV ({type(e).__name__})") from None
+    if not {"variant", "accuracy"} <= set(df.columns):
+        raise ConfigError(f"accuracy file {p} needs columns 'variant' and 'accuracy'")
+    return {str(v): float(a) for v, a in zip(df["variant"], df["accuracy"])}

@@ -47,6 +47,17 @@ class Variant:
     problem_ids: Sequence[str]
     accuracy: float
 
+    @classmethod
+    def from_cache(cls, name: str, cache: "CacheArrays | str | Path", accuracy: float) -> "Variant":
+        """The variant of a cache (opened, or its path) whose responses record their ``problem_id``."""
+        from ..cache.reader import as_cache
+
+        cache = as_cache(cache)
+        meta = cache.response_meta
+        if not meta or any("problem_id" not in m for m in meta):
+            raise ConfigError(f"variant {name!r}: cache {cache.path} does not record each response's problem_id: give problem_ids")
+        return cls(name, cache, [str(m["problem_id"]) for m in meta], accuracy)
+
     def __post_init__(self) -> None:
         if len(self.problem_ids) != self.cache.n_responses:
             raise ConfigError(
