@@ -1,7 +1,7 @@
 """The in-memory view of a sparse activation cache: CSR arrays, usually memory-mapped.
 
 This is the typed object that flows from the cache reader to the NEX core. Layout and meaning:
-``../shared/NEX-ALGORITHM.md`` (copied in the docs). Arrays are read-only views; nothing here
+docs/cache-format.md and docs/algorithm.md ("Cache layout"). Arrays are read-only views; nothing here
 reads a whole array into RAM.
 """
 
