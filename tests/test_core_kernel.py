@@ -71,7 +71,7 @@ def test_compiled_equals_plain_on_the_reference_example(monkeypatch):
     from test_core_fast_paths import REFERENCE_CACHE
 
     cache = open_cache(REFERENCE_CACHE)
-    assert_same(learn_with("compiled", monkeypatch, cache), learn_with("plain", monkeypatch, cache))
+    assert_same(learn_with("compiled", monkeypatch, cache), learn_with("plain", monkeypatch, cache), exact=True)
 
 
 def test_compiled_path_equals_the_oracle_with_dirty_wide_caches_and_other_params(monkeypatch):
