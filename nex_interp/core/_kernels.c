@@ -3,6 +3,9 @@
  * nex_interp.core.score when this extension was built. The plain path (plain.py, rows.py, cycles.py,
  * score.py) computes the same thing and stays the fallback; the tests check both against the loop-by-loop oracle.
  *
+ * One file of ~1,150 lines on purpose: setuptools builds one extension from it, and the three kernels
+ * below share its static helpers (sanitising, medians, the phase step's mixture and Viterbi).
+ *
  *   scan_rows  sanitises every row of the given responses, flags each entry that introduces its neuron
  *              (first kept row of the response holding it) and counts them per row (novelty). The
  *              phase step then runs in Python on the slopes.
