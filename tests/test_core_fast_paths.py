@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nex_interp.core import NexParams, learn_weights, score_responses
+from nex_interp.core import learn_weights, score_responses
 from nex_interp.core.kernel import default_workers
 from synth_cache import random_cache
 

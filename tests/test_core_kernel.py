@@ -8,7 +8,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import oracle_nex
 from nex_interp.core import NexParams, kernel, learn_weights, score_responses
 from nex_interp.core.params import SEED_DRAWS
 from nex_interp.core.phases import library_phase_labels, robust_z
