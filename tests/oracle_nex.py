@@ -1,4 +1,4 @@
-"""A plain, loop-by-loop implementation of NEX-ALGORITHM.md, used as the oracle for the fast core.
+"""A plain, loop-by-loop implementation of docs/algorithm.md, used as the oracle for the core.
 
 Neurons are ``(layer, unit)`` tuples in dicts; every step is a Python loop over rows and entries.
 The Gaussian mixture and HMM are the spec's library calls (scikit-learn, hmmlearn).
@@ -129,14 +129,16 @@ def cycles_of(labels: list[bool]) -> list[tuple[list[int], list[int]]]:
     return [(runs[k][1], runs[k + 1][1]) for k in range(len(runs) - 1) if runs[k][0] and not runs[k + 1][0]]
 
 
-def response_credit(cache, i: int, rho: float, min_run: int) -> list[tuple[str, dict]]:
-    """[(kind, {neuron: mass * scale})] of the credited cycles of response i."""
+def response_detail(cache, i: int, rho: float, min_run: int) -> tuple[list[bool], list[dict]] | None:
+    """(E label per kept row, one dict per E->X cycle: e_rows, x_rows, reuse (None when undefined),
+    progress, kind ("effective", "redundant" or "skipped"), scale, credit {neuron: mass * scale}) of
+    response i; None when learning skips the response."""
     raw = response_rows(cache, i)
     if len(raw) < 3:
-        return []
+        return None
     rows = [(r, t) for r, t in raw if r is not None and t > 0]
     if len(rows) < 3:
-        return []
+        return None
     seen: set = set()
     new_rows: list[dict] = []
     slopes: list[float] = []
@@ -147,7 +149,7 @@ def response_credit(cache, i: int, rho: float, min_run: int) -> list[tuple[str, 
         slopes.append(len(new) / t)
     labels = phases(slopes, rho, min_run)
     m_all = float(np.median(slopes))
-    info = []
+    cycles = []
     for e_rows, x_rows in cycles_of(labels):
         s_e = float(np.median([slopes[j] for j in e_rows]))
         s_x = float(np.median([slopes[j] for j in x_rows]))
@@ -161,30 +163,38 @@ def response_credit(cache, i: int, rho: float, min_run: int) -> list[tuple[str, 
         reuse = None
         if strength > 0 and introduced and x_total > 0:
             reuse = x_reuse / (x_total + EPS)
-        info.append((e_rows, strength, cons, reuse))
-    defined = [c[3] for c in info if c[3] is not None]
+        cycles.append({"e_rows": e_rows, "x_rows": x_rows, "strength": strength, "consolidation": cons,
+                       "reuse": reuse, "progress": None, "kind": "skipped", "scale": 0.0, "credit": {}})
+    defined = [c["reuse"] for c in cycles if c["reuse"] is not None]
     if not defined:
-        return []
+        return labels, cycles
     med = float(np.median(np.asarray(defined, dtype=np.float32)))  # float32, as the reference does
-    out = []
-    for e_rows, strength, cons, reuse in info:
-        if reuse is None or strength <= 0:
+    for c in cycles:
+        if c["reuse"] is None or c["strength"] <= 0:
             continue
-        progress = reuse - med
+        progress = c["progress"] = c["reuse"] - med
         if progress == 0:
             continue
-        if progress > 0 and cons > 0:
-            kind, scale = "effective", progress * cons
+        if progress > 0 and c["consolidation"] > 0:
+            kind, scale = "effective", progress * c["consolidation"]
         else:
             kind, scale = "redundant", abs(progress)
         if scale <= 0:
             continue
         credit: dict = {}
-        for j in e_rows:
+        for j in c["e_rows"]:
             for n, m in new_rows[j].items():
                 credit[n] = credit.get(n, 0.0) + m * scale
-        out.append((kind, credit))
-    return out
+        c.update(kind=kind, scale=scale, credit=credit)
+    return labels, cycles
+
+
+def response_credit(cache, i: int, rho: float, min_run: int) -> list[tuple[str, dict]]:
+    """[(kind, {neuron: mass * scale})] of the credited cycles of response i."""
+    detail = response_detail(cache, i, rho, min_run)
+    if detail is None:
+        return []
+    return [(c["kind"], c["credit"]) for c in detail[1] if c["kind"] != "skipped"]
 
 
 def learn(cache, rho: float = 0.95, min_run: int = 2, responses=None) -> dict:

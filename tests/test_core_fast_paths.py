@@ -1,6 +1,6 @@
-"""The speed paths of ``nex run`` change nothing: the forked helper (numpy path), page release, the
-quiet progress bar and the pandas-free scores.csv give exactly what the plain paths give. (The compiled
-kernels and their second thread: tests/test_core_kernel.py.)"""
+"""The speed paths of ``nex run`` change nothing: page release, the quiet progress bar and the
+pandas-free scores.csv give exactly what the plain ways give. (The compiled kernels and their second
+thread: tests/test_core_kernel.py.)"""
 
 from __future__ import annotations
 
@@ -14,17 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nex_interp.core import NexParams, learn_weights, score_responses
-from nex_interp.core.forked import can_fork, default_workers
+from nex_interp.core import learn_weights, score_responses
+from nex_interp.core.kernel import default_workers
 from synth_cache import random_cache
 
 REFERENCE_CACHE = Path(__file__).parent / "data" / "reference" / "example_cache"
-
-
-@pytest.fixture
-def numpy_path(monkeypatch):
-    """The numpy path of the core (where the forked helper applies)."""
-    monkeypatch.setenv("NEX_KERNEL", "numpy")
 
 
 @pytest.fixture(scope="module")
@@ -39,35 +33,6 @@ def _same_weights(a, b) -> None:
     np.testing.assert_array_equal(a.redundant_mass, b.redundant_mass)
     for k in ("n_responses_used", "n_responses_skipped", "n_effective_cycles", "n_redundant_cycles"):
         assert a.meta[k] == b.meta[k]
-
-
-@pytest.mark.skipif(not can_fork(), reason="the forked helper is Linux-only")
-def test_two_processes_learn_exactly_what_one_does(cache, numpy_path):
-    one = learn_weights(cache, NexParams(min_run=1))
-    assert one.meta["kernel"] == "numpy"
-    two = learn_weights(cache, NexParams(min_run=1), workers=2)
-    _same_weights(one, two)
-    assert one.meta["n_effective_cycles"] + one.meta["n_redundant_cycles"] > 0
-    subset = np.array([7, 2, 5, 0])
-    _same_weights(learn_weights(cache, responses=subset), learn_weights(cache, responses=subset, workers=2))
-
-
-@pytest.mark.skipif(not can_fork(), reason="the forked helper is Linux-only")
-def test_a_failed_helper_is_redone_in_process(cache, monkeypatch, numpy_path):
-    import nex_interp.core.learn as learn_mod
-
-    class Broken:
-        def __init__(self, fn, *args):
-            self.cancelled = False
-
-        def result(self):
-            return None  # as if the child had been killed
-
-        def cancel(self):
-            self.cancelled = True
-
-    monkeypatch.setattr(learn_mod, "Forked", Broken)
-    _same_weights(learn_weights(cache), learn_weights(cache, workers=2))
 
 
 def test_workers_setting(monkeypatch):

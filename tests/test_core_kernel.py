@@ -1,4 +1,4 @@
-"""The compiled kernels (nex_interp/core/_kernels.c) compute what the numpy path and the oracle compute,
+"""The compiled kernels (nex_interp/core/_kernels.c) compute what the plain path and the oracle compute,
 in one thread or two, and refuse malformed arrays with an exception instead of reading out of bounds."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import oracle_nex
 from nex_interp.core import NexParams, kernel, learn_weights, score_responses
-from nex_interp.core.mixture import SEED_DRAWS
+from nex_interp.core.params import SEED_DRAWS
 from nex_interp.core.phases import library_phase_labels, robust_z
 from nex_interp.keys import KeyScheme
 from synth_cache import build_cache, planted_rows, random_cache
@@ -49,8 +48,9 @@ def test_the_kernels_are_built_and_used_by_default(monkeypatch):
     """CI builds the extension: a missing compiler must not silently cost the speed."""
     monkeypatch.delenv("NEX_KERNEL", raising=False)
     assert kernel.active() == "compiled"
-    monkeypatch.setenv("NEX_KERNEL", "numpy")
-    assert kernel.active() == "numpy" and kernel.load() is None
+    for plain in ("plain", "numpy"):  # "numpy": the plain path's former name, still understood
+        monkeypatch.setenv("NEX_KERNEL", plain)
+        assert kernel.active() == "plain" and kernel.load() is None
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -58,19 +58,19 @@ def test_the_kernels_are_built_and_used_by_default(monkeypatch):
 @given(seed=st.integers(0, 2**31 - 1), n_responses=st.integers(1, 6), rows_lo=st.integers(0, 60),
        dirty=st.sampled_from([0.0, 0.05, 0.3]), universe=st.sampled_from([20, 400, 3000]),
        scheme=st.sampled_from(sorted(SCHEMES)), min_run=st.integers(1, 3))
-def test_compiled_equals_numpy_on_generated_caches(monkeypatch, seed, n_responses, rows_lo, dirty, universe, scheme,
+def test_compiled_equals_plain_on_generated_caches(monkeypatch, seed, n_responses, rows_lo, dirty, universe, scheme,
                                                    min_run):
     cache = random_cache(seed, n_responses, rows_lo, rows_lo + 40, SCHEMES[scheme], dirty=dirty, universe=universe)
     params = NexParams(min_run=min_run)
-    assert_same(learn_with("compiled", monkeypatch, cache, params), learn_with("numpy", monkeypatch, cache, params))
+    assert_same(learn_with("compiled", monkeypatch, cache, params), learn_with("plain", monkeypatch, cache, params))
 
 
-def test_compiled_equals_numpy_on_the_reference_example(monkeypatch):
+def test_compiled_equals_plain_on_the_reference_example(monkeypatch):
     from nex_interp.cache.reader import open_cache
     from test_core_fast_paths import REFERENCE_CACHE
 
     cache = open_cache(REFERENCE_CACHE)
-    assert_same(learn_with("compiled", monkeypatch, cache), learn_with("numpy", monkeypatch, cache))
+    assert_same(learn_with("compiled", monkeypatch, cache), learn_with("plain", monkeypatch, cache), exact=True)
 
 
 def test_compiled_path_equals_the_oracle_with_dirty_wide_caches_and_other_params(monkeypatch):
@@ -79,10 +79,11 @@ def test_compiled_path_equals_the_oracle_with_dirty_wide_caches_and_other_params
     assert_matches_oracle(random_cache(6, 5, 20, 90, dirty=0.1), NexParams(rho=0.8, min_run=3))
 
 
-def test_a_key_repeated_in_a_row_is_one_neuron_as_in_the_oracle(monkeypatch):
-    """Out of format (the capture writer never repeats a key), but the compiled path agrees with the
-    spec's reading: the row introduces the neuron once, with the masses of both entries."""
-    monkeypatch.setenv("NEX_KERNEL", "compiled")
+@pytest.mark.parametrize("path", ["compiled", "plain"])
+def test_a_key_repeated_in_a_row_is_one_neuron_as_in_the_oracle(monkeypatch, path):
+    """Out of format (the capture writer never repeats a key), but both paths agree with the
+    algorithm's reading: the row introduces the neuron once, with the masses of both entries."""
+    monkeypatch.setenv("NEX_KERNEL", path)
     rng = np.random.default_rng(8)
     rows = planted_rows(rng, 40, KeyScheme.ref22())
     dup = []
@@ -93,7 +94,7 @@ def test_a_key_repeated_in_a_row_is_one_neuron_as_in_the_oracle(monkeypatch):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_one_or_two_threads_learn_the_same_bits(monkeypatch, workers):
-    monkeypatch.setattr("nex_interp.core.learn.COMPILED_CHUNK_ENTRIES", 3000)  # many chunks: the thread works
+    monkeypatch.setattr("nex_interp.core.compiled.COMPILED_CHUNK_ENTRIES", 3000)  # many chunks: the thread works
     monkeypatch.setenv("NEX_WORKERS", str(workers))
     cache = random_cache(21, 30, 20, 80, dirty=0.02)
     one = learn_with("compiled", monkeypatch, cache, workers=1)
@@ -104,12 +105,12 @@ def test_one_or_two_threads_learn_the_same_bits(monkeypatch, workers):
                 learn_with("compiled", monkeypatch, cache, responses=subset, workers=workers), exact=True)
 
 
-def test_responses_too_long_for_the_kernels_take_the_numpy_path(monkeypatch):
+def test_responses_too_long_for_the_kernels_take_the_plain_path(monkeypatch):
     cache = random_cache(4, 3, 30, 60)
     monkeypatch.setattr(kernel, "MAX_ROWS", 20)
     monkeypatch.delenv("NEX_KERNEL", raising=False)
     w = learn_weights(cache)
-    assert w.meta["kernel"] == "numpy"
+    assert w.meta["kernel"] == "plain"
     monkeypatch.undo()
     assert_same((w, score_responses(cache, w)), learn_with("compiled", monkeypatch, cache))
 
@@ -131,8 +132,8 @@ def test_compiled_phases_equal_the_libraries():
 
 
 def test_ties_are_left_to_the_libraries():
-    """Series whose decisions a last-bit difference could flip are flagged, not guessed (the same
-    series the numpy decoder flags: tests/test_core_phases.py); the others are decided as the libraries do."""
+    """Series whose decisions a last-bit difference could flip are flagged, not guessed; the others are
+    decided as the libraries do."""
     zs = [
         np.array([1.0, 0.0, -1.0, -1.0, -2.0, -2.0, -2.0, -2.0]),  # k-means ties on integer data
         np.array([0.0, 2.0, -1.0, 2.0, 1.0, -2.0]),
@@ -178,14 +179,14 @@ def test_malformed_arrays_raise_instead_of_reading_out_of_bounds():
         kernel.gmf(K, bad, np.zeros(cache.scheme.n_neurons, np.float32), 0, cache.n_responses)
 
 
-def test_a_stale_build_is_refused_for_the_numpy_path(monkeypatch):
+def test_a_stale_build_is_refused_for_the_plain_path(monkeypatch):
     """An extension left from another version of _kernels.c (a pull without a rebuild) is not called."""
     monkeypatch.delenv("NEX_KERNEL", raising=False)
     monkeypatch.setattr(kernel, "KERNEL_ABI", kernel.KERNEL_ABI + 1)
     monkeypatch.setattr(kernel, "_warned", False)
     with pytest.warns(RuntimeWarning, match="rebuild"):
         assert kernel.load() is None
-    assert learn_weights(random_cache(1, 2, 10, 20)).meta["kernel"] == "numpy"
+    assert learn_weights(random_cache(1, 2, 10, 20)).meta["kernel"] == "plain"
 
 
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))

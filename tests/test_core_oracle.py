@@ -1,6 +1,6 @@
-"""The fast core equals the plain loop-by-loop oracle (tests/oracle_nex.py) on generated caches,
-including every sanitising case of the spec, in both key schemes, with the compiled kernels and on the
-numpy path."""
+"""The core equals the loop-by-loop oracle (tests/oracle_nex.py) on generated caches, including every
+sanitising case of docs/algorithm.md, in both key schemes, with the compiled kernels and on the plain
+path."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from nex_interp.keys import KeyScheme
 from synth_cache import build_cache, planted_rows, random_cache
 
 SCHEMES = {"ref22": KeyScheme.ref22(), "wide": KeyScheme("wide", n_layers=80, d_mlp=70000)}
-KERNELS = ("compiled", "numpy")
+KERNELS = ("compiled", "plain")
 
 
 @contextmanager
 def core_kernel(choice: str):
-    """Run the core with the compiled kernels or on its numpy path ($NEX_KERNEL), restoring it after."""
+    """Run the core with the compiled kernels or on its plain path ($NEX_KERNEL), restoring it after."""
     old = os.environ.get("NEX_KERNEL")
     os.environ["NEX_KERNEL"] = choice
     try:

@@ -1,4 +1,5 @@
-"""The core reproduces the NEX reference implementation's outputs on its example cache (EXPECTED.json)."""
+"""The core reproduces the NEX reference implementation's outputs on its example cache (EXPECTED.json),
+with the compiled kernels and on the plain path."""
 
 from __future__ import annotations
 
@@ -22,9 +23,20 @@ def cache():
     return read_reference_layout(REF / "example_cache", mmap=True)
 
 
+@pytest.fixture(scope="module", params=["compiled", "plain"], autouse=True)
+def path(request):
+    """Every test runs on both implementations of the core ($NEX_KERNEL)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NEX_KERNEL", request.param)
+    yield request.param
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
-def self_weights(cache):
-    return learn_weights(cache, NexParams(rho=0.95, min_run=2))
+def self_weights(cache, path):
+    w = learn_weights(cache, NexParams(rho=0.95, min_run=2))
+    assert w.meta["kernel"] == path
+    return w
 
 
 def test_cache_shape_matches_expected(cache):

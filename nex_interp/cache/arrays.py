@@ -1,7 +1,7 @@
 """The in-memory view of a sparse activation cache: CSR arrays, usually memory-mapped.
 
 This is the typed object that flows from the cache reader to the NEX core. Layout and meaning:
-``docs/cache-format.md``. Arrays are read-only views; nothing here reads a whole array into RAM.
+``docs/cache-format.md`` and ``docs/algorithm.md`` ("Cache layout"). Arrays are read-only views; nothing here reads a whole array into RAM.
 
 A cache opened from disk (:func:`nex_interp.cache.reader.open_cache`) also knows where it came
 from (:attr:`CacheArrays.path`), its per-response metadata (:attr:`CacheArrays.response_meta`,

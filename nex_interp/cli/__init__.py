@@ -13,10 +13,6 @@ from __future__ import annotations
 import gc
 import os
 
-# Start-up creates many long-lived objects (modules, classes, the parser) and no garbage; the collector
-# would walk them all several times over. It is switched back on (with them frozen) before the command runs.
-gc.disable()
-
 # numpy's OpenBLAS starts a pool of threads that busy-wait for work after start-up; the nex commands
 # make no large BLAS calls, and on a small machine those threads take the cores the NEX core's own
 # threads need. One BLAS thread unless the user chose otherwise (must be set before numpy loads).
@@ -50,7 +46,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: which module registers each command (so that running one command imports only its module);
-#: tests/test_cli.py checks this against what the modules register
+#: tests/test_cli_core.py::test_the_command_table_names_each_commands_module checks it against what the
+#: modules register
 COMMANDS = {
     "train": "core_cmds", "score": "core_cmds", "run": "core_cmds", "table": "core_cmds",
     "cache": "cache_cmds",
@@ -75,12 +72,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # `nex COMMAND ...`: build only that command's group (its imports only); anything else (help, a
-    # typo) gets the whole parser, with the list of every command
-    parser = build_parser(COMMANDS.get(argv[0]) if argv else None)
-    args = parser.parse_args(argv)
-    gc.freeze()  # what start-up made stays: later collections skip it
-    gc.enable()
+    # Building the parser imports the command's module and its dependencies: many long-lived objects
+    # and no garbage, which the collector would walk several times over. It is off meanwhile, then back
+    # on (as the caller had it) with what start-up made frozen, so later collections skip it.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        # `nex COMMAND ...`: build only that command's group (its imports only); anything else (help, a
+        # typo) gets the whole parser, with the list of every command
+        parser = build_parser(COMMANDS.get(argv[0]) if argv else None)
+        args = parser.parse_args(argv)
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
     try:
         rc = args.func(args)
     except NexError as e:

@@ -56,7 +56,7 @@ def _train(cache, params):
     import dataclasses
 
     from ..core import learn_weights
-    from ..core.forked import default_workers
+    from ..core.kernel import default_workers
 
     # the progress bar (and its import) only appears if learning runs longer than a second
     weights = learn_weights(cache, params, progress=PROGRESS_AFTER_S, workers=default_workers())

@@ -1,7 +1,8 @@
 """The NEX core: novelty -> explore/exploit phases -> reuse credit -> signed neuron weights -> GMF.
 
-Exactly ``NEX-ALGORITHM.md``; needs only numpy (scikit-learn and hmmlearn are imported lazily, for the
-rare series the fast phase decoder hands them, and by the ``library`` phase backend).
+Exactly docs/algorithm.md. Two implementations (docs/core.md): the compiled kernels, and the plain path
+that calls scikit-learn and hmmlearn for the phase step (imported on first use: with the kernels, only
+for the rare series they cannot decide bit-safely).
 """
 
 from .learn import learn_weights
@@ -13,7 +14,7 @@ _LAZY = {"CycleDiagnostics": "cycles", "ResponseDiagnostics": "diagnostics", "di
 
 
 def __getattr__(name: str):
-    # the per-response diagnostics (and the numpy path they use) load on first use: `nex run` with the
+    # the per-response diagnostics (and the plain path they read) load on first use: `nex run` with the
     # compiled kernels needs none of them
     if name in _LAZY:
         import importlib

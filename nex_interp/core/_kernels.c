@@ -1,14 +1,17 @@
 /*
- * Compiled inner loops of the NEX core (NEX-ALGORITHM.md), used by nex_interp.core.learn and
- * nex_interp.core.score when this extension was built. The numpy path (rows.py, cycles.py, score.py)
- * computes the same thing and stays the fallback; the tests check both against the loop-by-loop oracle.
+ * Compiled inner loops of the NEX core (docs/algorithm.md), used by nex_interp.core.learn and
+ * nex_interp.core.score when this extension was built. The plain path (plain.py, rows.py, cycles.py,
+ * score.py) computes the same thing and stays the fallback; the tests check both against the loop-by-loop oracle.
+ *
+ * One file of ~1,150 lines on purpose: setuptools builds one extension from it, and the three kernels
+ * below share its static helpers (sanitising, medians, the phase step's mixture and Viterbi).
  *
  *   scan_rows  sanitises every row of the given responses, flags each entry that introduces its neuron
  *              (first kept row of the response holding it) and counts them per row (novelty). The
  *              phase step then runs in Python on the slopes.
  *   credit     given the phase labels, finds each response's E->X cycles, their reuse and kind, and adds
  *              the credit of effective/redundant cycles to float32 accumulators in response order,
- *              cycle order, entry order (the numpy path's order).
+ *              cycle order, entry order (the plain path's order).
  *   gmf        the Good-Mass Fraction of every base vector.
  *
  * Speed notes (measured on the 400-response benchmark cache): random reads and writes over a table of
@@ -776,9 +779,9 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* phases: the phase step of NEX-ALGORITHM.md (step 3), one series at a time, as nex_interp.core.phases
-   and .mixture compute it (scikit-learn's GaussianMixture with k-means init and hmmlearn's Viterbi,
-   re-done). Sums run in another order than the libraries', so every decision that a last-bit
+/* phases: the phase step of docs/algorithm.md (step 3), one series at a time, as the plain path
+   (nex_interp.core.phases.library_phase_labels) computes it (scikit-learn's GaussianMixture with
+   k-means init and hmmlearn's Viterbi, re-done). Sums run in another order than the libraries', so every decision that a last-bit
    difference could flip is flagged "unsure" and Python hands that series to the libraries. */
 
 #define TIE 1e-9
@@ -1131,7 +1134,7 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kernels", "Compiled inner loops of the NEX core.", -1, methods, NULL, NULL, NULL, NULL};
 
 /* Bumped whenever a function's arguments or results change; nex_interp/core/kernel.py refuses a build
-   of another ABI (an extension left over from before a `git pull`) and runs the numpy path. */
+   of another ABI (an extension left over from before a `git pull`) and runs the plain path. */
 #define NEX_KERNEL_ABI 6
 
 PyMODINIT_FUNC PyInit__kernels(void) {

@@ -1,4 +1,4 @@
-"""E->X cycles and their credit (NEX-ALGORITHM.md, steps 4-6).
+"""E->X cycles and their credit (docs/algorithm.md, steps 4-7), on the plain path.
 
 A cycle is a maximal Explore run followed immediately by a maximal Exploit run. Its *reuse* is the
 share of the X rows' mass carried by neurons the E rows introduced; cycles whose reuse beats the

@@ -1,8 +1,9 @@
 """The compiled inner loops of the NEX core (``_kernels.c``), when the install built them.
 
-Learning and scoring use them when present; otherwise (no C compiler at install time, or
-``NEX_KERNEL=numpy``) the numpy path runs. Both compute NEX-ALGORITHM.md; they differ only in the
-order of a few float64 sums (last bits), and the tests check each against the loop-by-loop oracle.
+Learning and scoring use them when present; otherwise (no C compiler at install time, a stale build,
+or ``NEX_KERNEL=plain``) the plain path runs (docs/core.md). Both compute docs/algorithm.md; they differ
+only in the order of a few float64 sums (last bits), and the tests check each against the loop-by-loop
+oracle.
 
 The functions here hold the dtype and shape checks; the C code trusts them for types and checks
 bounds itself.
@@ -18,8 +19,12 @@ import numpy as np
 
 from ..cache.arrays import CacheArrays
 
-#: environment variable choosing the core's inner loops: "compiled" (default, when built) or "numpy"
+#: environment variable choosing the core's inner loops: "compiled" (default, when built) or "plain"
+#: ("numpy", its name before the plain path called the libraries directly, is read as "plain")
 KERNEL_ENV = "NEX_KERNEL"
+PLAIN_CHOICES = ("plain", "numpy")
+#: environment variable setting the compiled path's threads: 1 or 2 (unset: automatic)
+WORKERS_ENV = "NEX_WORKERS"
 #: the compiled kernels record first rows as uint16: a response may have at most this many rows
 MAX_ROWS = 0xFFFE
 NOT_KEPT = 0xFFFF
@@ -31,10 +36,10 @@ _warned = False
 
 
 def load() -> ModuleType | None:
-    """The compiled module, or None when it was not built, is a stale build, or ``$NEX_KERNEL`` is ``numpy``."""
+    """The compiled module, or None when it was not built, is a stale build, or ``$NEX_KERNEL`` is ``plain``."""
     global _warned
     choice = os.environ.get(KERNEL_ENV, "compiled").strip().lower() or "compiled"
-    if choice == "numpy":
+    if choice in PLAIN_CHOICES:
         return None
     try:
         from . import _kernels
@@ -45,15 +50,15 @@ def load() -> ModuleType | None:
             import warnings
 
             warnings.warn("nex-interp: the compiled NEX kernels are from another version of the source; using the "
-                          "slower numpy path (rebuild with: pip install -e .)", RuntimeWarning, stacklevel=2)
+                          "slower plain path (rebuild with: pip install -e .)", RuntimeWarning, stacklevel=2)
             _warned = True
         return None
     return _kernels
 
 
 def active() -> str:
-    """Which inner loops the core uses now: "compiled" or "numpy" (recorded in the weights' provenance)."""
-    return "compiled" if load() is not None else "numpy"
+    """Which inner loops the core uses now: "compiled" or "plain" (recorded in the weights' provenance)."""
+    return "compiled" if load() is not None else "plain"
 
 
 class FirstRows:
@@ -106,9 +111,20 @@ class Background:
         return self._out
 
 
+def default_workers() -> int | None:
+    """Threads for the compiled path from ``$NEX_WORKERS`` (1 or 2), or None (unset or unreadable):
+    automatic, i.e. two where there are 2+ CPUs (:func:`two_threads`)."""
+    try:
+        return min(2, max(1, int(os.environ[WORKERS_ENV])))
+    except (KeyError, ValueError):
+        return None
+
+
 def two_threads(workers: int | None) -> bool:
-    """Whether to split compiled work over two threads: ``workers`` (1 or 2) if given, else (automatic)
-    where there is more than one CPU. ``$NEX_WORKERS`` gives it: :func:`.forked.default_workers`."""
+    """Whether to split compiled work over two threads: ``workers`` (1 or 2) if given, else
+    ``$NEX_WORKERS`` (:func:`default_workers`), else (automatic) where there is more than one CPU."""
+    if workers is None:
+        workers = default_workers()
     return workers > 1 if workers is not None else (os.cpu_count() or 1) > 1
 
 

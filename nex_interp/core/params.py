@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import ConfigError
 
-#: the small constant of the NEX formulas (``EPS`` in NEX-ALGORITHM.md)
+#: the small constant of the NEX formulas (``EPS`` in docs/algorithm.md)
 EPS = 1e-6
 
 

@@ -1,5 +1,5 @@
-"""Sanitising a response's rows and measuring novelty (NEX-ALGORITHM.md, "Sanitising a row" and
-learning step 1-2), vectorised over the response's entries.
+"""Sanitising a response's rows and measuring novelty (docs/algorithm.md, "Sanitising" and steps 1-2),
+vectorised over the response's entries: the plain path of the core, and what diagnostics read.
 
 A neuron is *introduced* at the first kept row of the response in which it appears; ``slope_j`` is
 the number of neurons introduced at kept row ``j`` divided by the row's token count. First
@@ -89,7 +89,8 @@ class ResponseRows:
     entry_first:  int32 kept-row position where the entry's neuron was introduced.
     entry_mass:   float16 sanitised mass of each entry (non-finite and negative values set to 0).
     n_new:        int64 number of neurons introduced per kept row.
-    new_ptr:      int64 [n_kept + 1]; the neurons introduced at kept row j are new_index[new_ptr[j]:new_ptr[j+1]].
+    new_ptr:      int64 [n_kept + 1]; the entries introducing neurons at kept row j are
+                  new_index[new_ptr[j]:new_ptr[j+1]] (one per neuron, unless a key repeats within the row).
     new_index, new_mass: dense index and sanitised float16 mass of the introducing entries, in row order.
     slopes:       float64 n_new / tokens per kept row.
     skipped_reason: why the response takes no part in learning (None if it does).
@@ -194,6 +195,12 @@ def response_rows(cache: CacheArrays, i: int, seen: FirstSeen) -> ResponseRows:
     new_pos = np.flatnonzero(is_new)
     new_ptr = np.searchsorted(new_pos, entry_ptr).astype(np.int64)
     n_new = np.diff(new_ptr)
+    new_index = idx[new_pos]
+    if len(np.unique(new_index)) != len(new_index):
+        # a key repeated within its row (outside the format): the row introduces the neuron once, and
+        # credit still goes to every entry's mass (docs/algorithm.md, "Sanitising")
+        _, once = np.unique(new_index, return_index=True)
+        n_new = np.bincount(np.repeat(np.arange(n_kept), n_new)[once], minlength=n_kept)
     tok = tokens[kept_local]
     return ResponseRows(i, kept_rows, tok, entry_ptr, e_first, mass, n_new, n_new / tok, new_ptr,
-                        idx[new_pos], mass[new_pos])
+                        new_index, mass[new_pos])

@@ -1,4 +1,6 @@
-"""Scoring responses with neuron weights: the Good-Mass Fraction, the NEX score and the log gap."""
+"""Scoring responses with neuron weights: the Good-Mass Fraction, the NEX score and the log gap
+(docs/algorithm.md, "Scoring"). The compiled kernel scores when built (:func:`kernel.gmf`); the plain
+path below is numpy over chunks of base vectors."""
 
 from __future__ import annotations
 
@@ -11,9 +13,8 @@ from ..cache.arrays import CacheArrays
 from ..cache.pages import release
 from ..errors import WeightsError
 from ..neuron_weights import NeuronWeights
-from ..keys import OUT_OF_RANGE, REF_TABLE_SIZE
+from ..keys import OUT_OF_RANGE
 from . import kernel
-from .forked import default_workers
 
 if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
     from jaxtyping import Float
@@ -55,15 +56,15 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
     out = np.full(n, np.nan)
     ptr = np.asarray(cache.base_ptr, dtype=np.int64)
     k = kernel.load()
-    threads = k is not None and kernel.two_threads(default_workers())
-    if k is None:
-        from .rows import _F16_BAD, dense_index  # the numpy path's helpers (not loaded with the kernels)
+    threads = k is not None and kernel.two_threads(None)
     start = 0
     while start < n:
         stop = int(np.searchsorted(ptr, ptr[start] + (COMPILED_CHUNK_ENTRIES if k else CHUNK_ENTRIES), side="right")) - 1
         stop = min(max(stop, start + 1), n)
         b0, b1 = int(ptr[start]), int(ptr[stop])
-        if k is not None:
+        if k is None:
+            out[start:stop] = _plain_gmf(cache, table, ptr[start:stop + 1])
+        else:
             half = (start + stop) // 2
             if threads and start < half:  # the first half in a second thread, the rest here
                 other = kernel.Background(kernel.gmf, k, cache, table, start, half)
@@ -71,39 +72,34 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
                 out[start:half] = other.result()
             else:
                 out[start:stop] = kernel.gmf(k, cache, table, start, stop)
-            release(cache.base_keys, b0, b1)
-            release(cache.base_mass, b0, b1)
-            start = stop
-            continue
-        counts = np.diff(ptr[start:stop + 1])
-        keys = np.asarray(cache.base_keys[b0:b1])
-        bits = np.asarray(cache.base_mass[b0:b1]).view(np.uint16)
-        ok = counts > 0
-        clean = (b1 > b0 and cache.scheme.name == "ref22" and int(keys.max()) < REF_TABLE_SIZE
-                 and int(bits.max()) < _F16_BAD)
-        if clean:
-            w = table[keys.astype(np.intp)]
-        else:
-            idx = dense_index(cache.scheme, keys)
-            keep = idx >= 0
-            resp = np.repeat(np.arange(len(counts)), counts)
-            ok &= np.bincount(resp[keep], minlength=len(counts)) > 0
-            ok &= np.bincount(resp[idx == OUT_OF_RANGE], minlength=len(counts)) == 0
-            bits = np.where(keep & (bits < _F16_BAD), bits, 0).astype(np.uint16)
-            w = np.where(keep, table[np.where(keep, idx, 0)], np.float32(0))
-        if not (clean and int(bits.min()) > 0):  # else every non-empty base vector has positive mass
-            ok &= _segment_sums(bits, counts, np.maximum) > 0
-        m = bits.view(np.float16).astype(np.float64)
-        w = w.astype(np.float64)
-        good = _segment_sums(m * np.maximum(w, 0.0), counts)
-        absm = _segment_sums(m * np.abs(w), counts)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gmf = np.where(absm > 0, good / absm, 0.0)
-        out[start:stop] = np.where(ok, gmf, np.nan)
         release(cache.base_keys, b0, b1)  # done with these pages: keep the resident set small
         release(cache.base_mass, b0, b1)
         start = stop
     return out
+
+
+def _plain_gmf(cache: CacheArrays, table: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """GMF of the responses whose base vectors ``ptr`` delimits, sanitised as rows are (docs/algorithm.md)."""
+    from .rows import _F16_BAD, dense_index
+
+    b0, b1 = int(ptr[0]), int(ptr[-1])
+    counts = np.diff(ptr)
+    idx = dense_index(cache.scheme, np.asarray(cache.base_keys[b0:b1]))
+    bits = np.asarray(cache.base_mass[b0:b1]).view(np.uint16)
+    keep = idx >= 0
+    resp = np.repeat(np.arange(len(counts)), counts)
+    # a base vector is empty when it keeps no key, holds a key outside the table, or has no positive mass
+    ok = np.bincount(resp[keep], minlength=len(counts)) > 0
+    ok &= np.bincount(resp[idx == OUT_OF_RANGE], minlength=len(counts)) == 0
+    bits = np.where(keep & (bits < _F16_BAD), bits, 0).astype(np.uint16)
+    ok &= _segment_sums(bits, counts, np.maximum) > 0
+    m = bits.view(np.float16).astype(np.float64)
+    w = np.where(keep, table[np.where(keep, idx, 0)], np.float32(0)).astype(np.float64)
+    good = _segment_sums(m * np.maximum(w, 0.0), counts)
+    absm = _segment_sums(m * np.abs(w), counts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gmf = np.where(absm > 0, good / absm, 0.0)
+    return np.where(ok, gmf, np.nan)
 
 
 def nex_score(gmf: Float[np.ndarray, " n"]) -> float:
