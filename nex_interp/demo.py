@@ -34,6 +34,7 @@ import numpy as np
 from .atomic import atomic_path, write_text
 from .errors import ConfigError
 from .provenance import dumps, record, write_sidecar
+from .stats import quadratic_fit
 from .zoo import MIXTURE_FAMILY, zoo_model_dir
 from .zoo.task import Problem, generate_problems, is_correct, label_tokens
 
@@ -219,40 +220,24 @@ def run_variant(out: Path, name: str, family: str, lam: float | None, problems: 
 # ------------------------------------------------------------------------------------- analysis
 
 
-def row_entropies(cache_path: Path, row_tokens: int) -> list[np.ndarray]:
-    """Mean next-token entropy of each row of each response (rows as the cache cut them)."""
+def row_entropies(cache_path: Path) -> list[np.ndarray]:
+    """Mean next-token entropy of each cache row of each response: the entropy proxy's rows
+    (:func:`nex_interp.selection.baselines.row_mean_entropies` over the rows as the cache cut them)."""
     from .cache.reader import open_cache
     from .cache.streams import open_stream
+    from .selection.baselines import row_mean_entropies
+    from .selection.pipeline import cache_row_tokens
 
     cache = open_cache(cache_path)
     ptr, arrays = open_stream(cache_path, "tokens")
     ent = np.asarray(arrays["entropy"], dtype=np.float64)
     out = []
     for i in range(cache.n_responses):
-        e = ent[ptr[i] : ptr[i + 1]]
-        start, stop = cache.response_rows(i)
-        n_tok = np.diff(np.asarray(cache.token_row_ptr[start : stop + 1], dtype=np.int64))
-        edges = np.concatenate([[0], np.cumsum(n_tok)])
-        if edges[-1] != len(e):  # rows and the token stream must cover the same tokens
-            raise ConfigError(f"cache {cache_path}: response {i} has {len(e)} entropy values but its rows span {edges[-1]} tokens")
-        out.append(np.array([e[a:b].mean() if b > a else np.nan for a, b in zip(edges[:-1], edges[1:])]))
+        try:  # rows and the token stream must cover the same tokens
+            out.append(row_mean_entropies(ent[ptr[i] : ptr[i + 1]], cache_row_tokens(cache, i)))
+        except ValueError as e:
+            raise ConfigError(f"cache {cache_path}: response {i}: {e}") from None
     return out
-
-
-def quadratic_fit(x: np.ndarray, y: np.ndarray) -> dict:
-    """Least-squares ``y = a x^2 + b x + c``: ``r2``, ``optimum`` (the vertex when ``a < 0``, else
-    None: no inverted U), and the coefficients."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or len(np.unique(x)) < 3:
-        return {"r2": None, "optimum": None, "a": None, "b": None, "c": None, "n": int(len(x))}
-    a, b, c = np.polyfit(x, y, 2)
-    resid = y - (a * x**2 + b * x + c)
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else None
-    optimum = float(-b / (2 * a)) if a < 0 else None
-    return {"r2": r2, "optimum": optimum, "a": float(a), "b": float(b), "c": float(c), "n": int(len(x))}
 
 
 def _phase_agreement(out: Path, results: list[VariantResult], cfg: DemoConfig) -> dict:
@@ -436,7 +421,7 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: bool = Tr
             mixture.append(dataclasses.replace(r, name=name, family="mixture", lam=share))
 
     # entropy exploration proxy: one threshold for the whole merge family
-    ents = {r.name: row_entropies(out / "variants" / r.name / "cache", cfg.row_tokens) for r in merge + [results[m.name] for m in mixture if m.name in results]}
+    ents = {r.name: row_entropies(out / "variants" / r.name / "cache") for r in merge + [results[m.name] for m in mixture if m.name in results]}
     pooled = np.concatenate([np.concatenate(v) if v else np.array([]) for n, v in ents.items() if n in {r.name for r in merge}])
     threshold = float(np.nanquantile(pooled, cfg.high_entropy_quantile))
     hi = {n: float(np.mean([np.nansum(e > threshold) for e in v])) for n, v in ents.items()}
@@ -455,8 +440,8 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: bool = Tr
         ],
         "correlation": {"pearson_r": rank.pearson_r, "spearman_rho": rank.spearman_rho, "regret_at_1": rank.regret_at_1},
         "inverted_u": {
-            "high_entropy_rows": quadratic_fit(np.array([hi[r.name] for r in merge]), np.array([r.accuracy for r in merge])),
-            "mean_e_segments": quadratic_fit(np.array([r.mean_e_segments for r in merge]), np.array([r.accuracy for r in merge])),
+            "high_entropy_rows": quadratic_fit([hi[r.name] for r in merge], [r.accuracy for r in merge]).to_dict(),
+            "mean_e_segments": quadratic_fit([r.mean_e_segments for r in merge], [r.accuracy for r in merge]).to_dict(),
         },
         "phase_agreement": _phase_agreement(out, merge, cfg),
         "mixture_family": [
