@@ -293,7 +293,7 @@ def cmd_annotate_export(args: argparse.Namespace) -> int:
     from ..atomic import atomic_path
     from ..cache.reader import open_cache, open_stream, read_response_meta
     from ..provenance import record, write_sidecar
-    from ..selection.candidates import read_jsonl
+    from ..selection.candidates import read_responses
 
     cache_path, out = Path(args.cache), Path(args.output)
     if out.is_dir():
@@ -302,7 +302,7 @@ def cmd_annotate_export(args: argparse.Namespace) -> int:
     meta = read_response_meta(cache_path)
     texts = {}
     if args.responses:
-        texts = {str(r.get("id")): r.get("response") for r in read_jsonl(args.responses)}
+        texts = {str(r.get("id")): r.get("response") for r in read_responses(args.responses)}
     ids = [str(m.get("id", k)) for k, m in enumerate(meta)] if meta else [str(k) for k in range(cache.n_responses)]
     tok_ids = None
     if "tokens" in (cache.manifest.get("streams") or {}):

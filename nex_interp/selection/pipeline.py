@@ -220,13 +220,13 @@ def load_candidates(
     is the candidate list. ``row_options`` go to :func:`~nex_interp.selection.candidates.candidates_from_rows`.
     """
     from ..cache.reader import open_cache, read_response_meta
-    from .candidates import read_jsonl
+    from .candidates import read_responses
 
     config = config or SelectConfig()
     cache = open_cache(cache_path)
     meta = read_response_meta(cache_path)
     if responses is not None:
-        rows, source = read_jsonl(responses), str(responses)
+        rows, source = read_responses(responses), str(responses)
     elif meta:
         rows, source = meta, str(Path(cache_path) / "responses.jsonl")
     else:
