@@ -8,6 +8,10 @@ costs nothing and works without the ``plots`` extra until a plot is drawn.
 
 Colours: Explore (E) rows orange, Exploit (X) rows blue, everywhere in the package (the HTML
 report uses the same two colours).
+
+Length: this module is a flat list of about ten independent figure functions (30-50 lines each)
+that share only the colour constants and the small axis helpers at the top; it is kept as one file
+so a notebook finds every figure in one place.
 """
 
 from __future__ import annotations
