@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nex_interp.atomic import atomic_path
-from nex_interp.selection.bootstrap import bootstrap_mean_ci
+from nex_interp.stats import bootstrap_mean_ci
 
 RESULT_COLUMNS = ("condition", "k", "accuracy", "delta", "ci_low", "ci_high", "n")
 #: rows that are not interventions: the untouched recipient (delta 0) and the donor

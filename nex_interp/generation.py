@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .errors import ConfigError, NexError
-from .jsonl import iter_jsonl
+from .errors import ConfigError
+from .jsonl import InputError
 from .models.prompts import encode_prompt
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,15 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: fields the generator writes (a prompt row's own fields of these names are overridden)
 OUTPUT_FIELDS = ("id", "problem_id", "sample", "prompt", "response", "chat_template", "n_response_tokens", "finish_reason")
-
-
-class InputError(NexError):
-    """A JSONL input file is missing or malformed."""
-
-
-def read_jsonl(path: str | os.PathLike, what: str = "JSONL file") -> list[dict]:
-    """Rows of a JSONL file (blank lines ignored); one-line errors naming the file and line."""
-    return [dict(row, _line=n) for n, row in iter_jsonl(path, what, InputError, "give an existing JSONL file")]
 
 
 @dataclass(frozen=True)

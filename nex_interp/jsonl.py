@@ -1,4 +1,8 @@
-"""Reading JSONL inputs (prompts, responses, annotations) with one-line errors naming the line."""
+"""Reading JSONL inputs (prompts, responses, annotations) with one-line errors naming the line.
+
+The one home of JSONL reading: :func:`iter_jsonl` yields ``(line number, object)``;
+:func:`read_jsonl` returns the rows as a list.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,13 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import NexError
+
+#: the key :func:`read_jsonl` stores each row's line number under (``line_numbers=True``)
+LINE_KEY = "_line"
+
+
+class InputError(NexError):
+    """A JSONL input file is missing or malformed."""
 
 
 def iter_jsonl(path: str | os.PathLike, what: str, error: type[NexError], missing_hint: str) -> Iterator[tuple[int, dict]]:
@@ -30,3 +41,20 @@ def iter_jsonl(path: str | os.PathLike, what: str, error: type[NexError], missin
             if not isinstance(obj, dict):
                 raise error(f"{what} {path} line {lineno} is not a JSON object: each line must be {{...}}")
             yield lineno, obj
+
+
+def read_jsonl(
+    path: str | os.PathLike,
+    what: str = "JSONL file",
+    *,
+    error: type[NexError] = InputError,
+    missing_hint: str = "give an existing JSONL file",
+    line_numbers: bool = False,
+) -> list[dict]:
+    """The rows of a JSONL file (blank lines skipped), with :func:`iter_jsonl`'s one-line errors.
+
+    ``line_numbers`` adds each row's line in the file under :data:`LINE_KEY` (``"_line"``), for
+    later errors about a row (e.g. a prompt without text) to name its line.
+    """
+    rows = iter_jsonl(path, what, error, missing_hint)
+    return [dict(row, **{LINE_KEY: n}) for n, row in rows] if line_numbers else [row for _, row in rows]

@@ -21,7 +21,6 @@ whatever the model size. Arithmetic is in float32, stored in A's dtype.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import json
 import shutil
@@ -32,6 +31,7 @@ from typing import Callable
 
 from .atomic import atomic_path, write_text
 from .errors import ConfigError, ModelError
+from .hashing import sha256_file
 from .provenance import record, write_sidecar
 
 #: mergekit's threshold on |cos(angle)| above which SLERP falls back to linear interpolation
@@ -148,14 +148,7 @@ def _check_pair(a: Path, b: Path) -> None:
 
 
 def _file_hashes(directory: Path, files) -> dict[str, str]:
-    out = {}
-    for name in sorted(set(files)):
-        h = hashlib.sha256()
-        with open(directory / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out[name] = h.hexdigest()
-    return out
+    return {name: sha256_file(directory / name) for name in sorted(set(files))}
 
 
 def merge_models(a: str | Path, b: str | Path, method: str, t: float, out: str | Path, progress: bool = False) -> MergeRecipe:

@@ -16,8 +16,8 @@ through :func:`annotations_from_token_labels` and are scored by the same code.
 
 Agreement (pooled over responses, on tokens both sides label):
 
-* **Cohen's kappa** ``(p_o - p_e) / (1 - p_e)`` over tokens; NaN when undefined (``p_e = 1``: both
-  sides use one label only).
+* **Cohen's kappa** ``(p_o - p_e) / (1 - p_e)`` over tokens (scikit-learn's ``cohen_kappa_score``);
+  NaN when undefined (``p_e = 1``: both sides use one and the same label only).
 * **Boundary F1 with a tolerance**: a boundary is a token ``t`` whose label differs from token
   ``t-1``'s. Predicted and gold boundaries are matched one-to-one when at most ``tolerance``
   tokens apart (a maximum matching, found greedily on the sorted positions), per response; matches,
@@ -204,14 +204,11 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b)
     both = (a != UNLABELLED) & (b != UNLABELLED)
     a, b = a[both], b[both]
-    if a.size == 0:
-        return float("nan")
-    cats = np.union1d(a, b)
-    p_o = float(np.mean(a == b))
-    p_e = float(sum(np.mean(a == c) * np.mean(b == c) for c in cats))
-    if p_e >= 1.0:
-        return float("nan")
-    return (p_o - p_e) / (1.0 - p_e)
+    if a.size == 0 or (np.all(a == a[0]) and np.all(b == a[0])):
+        return float("nan")  # nothing to compare, or both sides use one and the same label (p_e = 1)
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(a, b))
 
 
 def boundaries(labels: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

@@ -8,6 +8,10 @@ costs nothing and works without the ``plots`` extra until a plot is drawn.
 
 Colours: Explore (E) rows orange, Exploit (X) rows blue, everywhere in the package (the HTML
 report uses the same two colours).
+
+Length: this module is a flat list of about ten independent figure functions (30-50 lines each)
+that share only the colour constants and the small axis helpers at the top; it is kept as one file
+so a notebook finds every figure in one place.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from . import stats
 from .atomic import atomic_path
 from .errors import ConfigError
 from .provenance import record, write_sidecar
@@ -172,18 +177,6 @@ def plot_novelty_slope(
     return ax.figure
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    return _pearson(rankdata(x), rankdata(y))
-
-
 def plot_nex_vs_accuracy(
     nex: Sequence[float] | np.ndarray,
     accuracy: Sequence[float] | np.ndarray,
@@ -209,7 +202,7 @@ def plot_nex_vs_accuracy(
     if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
         b, a = np.polyfit(x[ok], y[ok], 1)
         xs = np.linspace(x[ok].min(), x[ok].max(), 50)
-        r, rho = _pearson(x[ok], y[ok]), _spearman(x[ok], y[ok])
+        r, rho = stats.pearson(x, y), stats.spearman(x, y)
         ax.plot(xs, a + b * xs, color="black", lw=1.2, label=f"linear fit (r={r:.2f}, Spearman={rho:.2f})")
         ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(xlabel)
@@ -234,14 +227,12 @@ def plot_inverted_u(
     ok = np.isfinite(x) & np.isfinite(y)
     ax = _axes(ax, (5, 4))
     ax.scatter(x[ok], y[ok], color=EXPLORE_COLOR, s=22, alpha=0.8, zorder=3)
-    if ok.sum() >= 3 and len(np.unique(x[ok])) >= 3:
-        c2, c1, c0 = np.polyfit(x[ok], y[ok], 2)
+    fit = stats.quadratic_fit(x, y)
+    if fit.ok:
         xs = np.linspace(x[ok].min(), x[ok].max(), 100)
-        ax.plot(xs, c0 + c1 * xs + c2 * xs**2, color="black", lw=1.2, label=f"quadratic fit (a={c2:.3g})")
-        if c2 < 0:
-            xv = -c1 / (2 * c2)
-            if x[ok].min() <= xv <= x[ok].max():
-                ax.axvline(xv, color="0.4", ls=":", lw=1, label=f"peak at {xv:.3g}")
+        ax.plot(xs, fit(xs), color="black", lw=1.2, label=f"quadratic fit (a={fit.a:.3g})")
+        if fit.optimum is not None and x[ok].min() <= fit.optimum <= x[ok].max():
+            ax.axvline(fit.optimum, color="0.4", ls=":", lw=1, label=f"peak at {fit.optimum:.3g}")
         ax.legend(loc="best", fontsize="small")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy")
@@ -367,10 +358,10 @@ def plot_sample_efficiency(
         if g.empty:
             continue
         if g[x].duplicated().any():
-            stats = g.groupby(x)[y].agg(["mean", lambda v: np.quantile(v, 0.1), lambda v: np.quantile(v, 0.9), "size"])
-            stats.columns = ["mean", "q10", "q90", "n"]
-            xs, ys, band = stats.index.to_numpy(), stats["mean"].to_numpy(), (stats["q10"].to_numpy(), stats["q90"].to_numpy())
-            label = f"{name or y} (mean of {int(stats['n'].max())} draws)"
+            per_x = g.groupby(x)[y].agg(["mean", lambda v: np.quantile(v, 0.1), lambda v: np.quantile(v, 0.9), "size"])
+            per_x.columns = ["mean", "q10", "q90", "n"]
+            xs, ys, band = per_x.index.to_numpy(), per_x["mean"].to_numpy(), (per_x["q10"].to_numpy(), per_x["q90"].to_numpy())
+            label = f"{name or y} (mean of {int(per_x['n'].max())} draws)"
         else:
             g = g.sort_values(x)
             xs, ys = g[x].to_numpy(), g[y].to_numpy()

@@ -1,7 +1,8 @@
 """Sensitivity: how NEX scores and rankings move with ``rho``, ``min_run``, row size and activation rule.
 
 A sweep scores every variant's cache under each setting and compares with the default setting
-(``rho = 0.95``, ``min_run = 2``, row size as captured, the first activation rule):
+(the ``rho`` and ``min_run`` of ``NexParams()``, :class:`nex_interp.core.NexParams`'s defaults; row
+size as captured; the first activation rule):
 
 * row size: rows are re-cut by merging ``m`` adjacent rows of a response (:func:`nex_interp.cache.ops.merge_rows`): the
   merged row holds the union of the neurons with their masses summed and spans the summed tokens,
@@ -25,14 +26,13 @@ from typing import Sequence
 
 import numpy as np
 
+from . import stats
 from .atomic import atomic_path
 from .cache.arrays import CacheArrays
 from .cache.ops import merge_rows  # noqa: F401  (its home is nex_interp.cache.ops; kept importable here)
 from .errors import ConfigError
 from .provenance import record, write_sidecar
 
-DEFAULT_RHO = 0.95
-DEFAULT_MIN_RUN = 2
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,10 @@ class Setting:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """What to vary. ``design``: ``oat`` (one factor at a time around the default) or ``grid``."""
+    """What to vary: the grid of values swept for each factor (``rhos``, ``min_runs``,
+    ``row_multiples``; the defaults bracket ``NexParams()``'s values and the captured row size).
+    ``design``: ``oat`` (one factor at a time around the default setting) or ``grid``. The default
+    setting itself always comes from ``NexParams()``, whatever the grids hold."""
 
     rhos: tuple[float, ...] = (0.9, 0.95, 0.99)
     min_runs: tuple[int, ...] = (1, 2, 3)
@@ -103,14 +106,17 @@ class SweepSpec:
 
     def settings(self, rules: Sequence[str]) -> list[Setting]:
         """The settings to run, default first."""
-        default = Setting(rules[0], 1, DEFAULT_RHO, DEFAULT_MIN_RUN)
+        from .core import NexParams
+
+        d = NexParams()
+        default = Setting(rules[0], 1, d.rho, d.min_run)
         if self.design == "grid":
             pts = [Setting(r, m, rho, mr) for r, m, rho, mr in itertools.product(rules, self.row_multiples, self.rhos, self.min_runs)]
         elif self.design == "oat":
-            pts = [Setting(r, 1, DEFAULT_RHO, DEFAULT_MIN_RUN) for r in rules]
-            pts += [Setting(rules[0], m, DEFAULT_RHO, DEFAULT_MIN_RUN) for m in self.row_multiples]
-            pts += [Setting(rules[0], 1, rho, DEFAULT_MIN_RUN) for rho in self.rhos]
-            pts += [Setting(rules[0], 1, DEFAULT_RHO, mr) for mr in self.min_runs]
+            pts = [Setting(r, 1, d.rho, d.min_run) for r in rules]
+            pts += [Setting(rules[0], m, d.rho, d.min_run) for m in self.row_multiples]
+            pts += [Setting(rules[0], 1, rho, d.min_run) for rho in self.rhos]
+            pts += [Setting(rules[0], 1, d.rho, mr) for mr in self.min_runs]
         else:
             raise ConfigError(f"sweep design must be 'oat' or 'grid', got {self.design!r}")
         out = [default]
@@ -137,24 +143,6 @@ def _top(variants: list[str], scores: np.ndarray) -> str:
         return ""
     best = np.nanmax(scores)
     return "=".join(v for v, s in zip(variants, scores) if s == best)
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 2 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return float("nan")
-    return float(spearmanr(a[ok], b[ok])[0])
-
-
-def _kendall(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import kendalltau
-
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 2 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
-        return float("nan")
-    return float(kendalltau(a[ok], b[ok])[0])
 
 
 def run_sweep(
@@ -217,10 +205,10 @@ def run_sweep(
             "is_default": s == settings[0],
             "mean_nex_score": float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan"),
             "max_abs_change": float(np.nanmax(np.abs(scores - default_scores))) if np.isfinite(scores - default_scores).any() else float("nan"),
-            "gmf_spearman_vs_default": _spearman(pooled_now, pooled_def),
+            "gmf_spearman_vs_default": stats.spearman(pooled_now, pooled_def),
             "top_variant": top,
             "same_top_as_default": top == default_top,
-            "ranking_kendall_vs_default": _kendall(scores, default_scores) if len(variants) > 1 else float("nan"),
+            "ranking_kendall_vs_default": stats.kendall(scores, default_scores) if len(variants) > 1 else float("nan"),
         }
         if accuracy and len(variants) > 1:
             r = rank_metric("nex_score", dict(zip(variants, scores)), {v: accuracy[v] for v in variants}, higher_is_better=True)
@@ -256,10 +244,11 @@ def write_sweep(result: SweepResult, out_dir: str | Path, config: dict | None = 
         with atomic_path(paths[key]) as tmp:
             df.to_csv(tmp, index=False, float_format="%.6g")
         write_sidecar(paths[key], rec)
+    d = result.table.iloc[0]
     text = (
         "# NEX sensitivity sweep\n\n"
         f"Variants: {', '.join(result.variants)}. Activation rules: {', '.join(result.rules)}. "
-        "First row: the default setting (rho 0.95, min_run 2, row size as captured).\n\n"
+        f"First row: the default setting (rho {d['rho']:g}, min_run {d['min_run']}, row size as captured).\n\n"
         + markdown_table(result.table)
     )
     with atomic_path(paths["markdown"]) as tmp:

@@ -10,19 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from nex_interp.zoo.experiment import DemoConfig, quadratic_fit  # noqa: E402
+from nex_interp.zoo.experiment import DemoConfig  # noqa: E402
 
 VARIANT_KEYS = {"name", "lambda", "accuracy", "nex_score", "mean_e_segments", "high_entropy_rows"}
-
-
-def test_quadratic_fit_finds_the_vertex_of_an_inverted_u():
-    import numpy as np
-
-    x = np.linspace(0, 4, 9)
-    fit = quadratic_fit(x, 1 - (x - 1.5) ** 2)
-    assert fit["r2"] == pytest.approx(1.0) and fit["optimum"] == pytest.approx(1.5)
-    assert quadratic_fit(x, (x - 1.5) ** 2)["optimum"] is None  # a U, not an inverted U
-    assert quadratic_fit(x[:2], x[:2])["r2"] is None
 
 
 def test_demo_config_validates():

@@ -11,7 +11,8 @@ pytest.importorskip("transformer_lens")
 
 from nex_interp.cli import main  # noqa: E402
 from nex_interp.errors import ConfigError, NexError  # noqa: E402
-from nex_interp.generation import GenerationConfig, generate_responses, generate_to_file, read_jsonl  # noqa: E402
+from nex_interp.generation import GenerationConfig, generate_responses, generate_to_file  # noqa: E402
+from nex_interp.jsonl import read_jsonl  # noqa: E402
 from nex_interp.models.loader import load_model  # noqa: E402
 
 PROMPTS = [

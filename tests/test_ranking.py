@@ -19,7 +19,7 @@ from nex_interp.selection.sample_efficiency import (
     Variant,
     fit_saturation,
     nex_subset_scorer,
-    plot_sample_efficiency,
+    plot_sample_efficiency_fits,
     sample_efficiency,
     write_sample_efficiency,
 )
@@ -121,7 +121,7 @@ def test_plot_and_files(tmp_path):
     df = pd.DataFrame({"n_problems": np.repeat([2, 5, 10, 20], 3), "seed": np.tile([0, 1, 2], 4),
                        "pearson_r": np.repeat([0.2, 0.5, 0.7, 0.75], 3) + np.tile([0.0, 0.01, -0.01], 4),
                        "regret_at_1": np.repeat([0.3, 0.2, 0.05, 0.0], 3)})
-    fig = plot_sample_efficiency(df)
+    fig = plot_sample_efficiency_fits(df)
     assert len(fig.axes) == 2 and fig.axes[0].get_xlabel() == "unlabeled problems N"
     paths = write_sample_efficiency(df, tmp_path, config={"grid": [2, 5, 10, 20]})
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"

@@ -206,7 +206,7 @@ def test_tokenizer_named_in_manifest_and_rows_only_fallback(tmp_path):
     from nex_interp.report import gather_report
 
     word_tokenizer(tmp_path / "tok")
-    planted_cache(tmp_path / "named", manifest={"tokenizer_path": str(tmp_path / "tok")})
+    planted_cache(tmp_path / "named", manifest={"model": {"spec": "test-planted", "path": str(tmp_path / "tok")}})
     assert gather_report(tmp_path / "named", 0).text_source == "token ids in the cache, decoded"
     planted_cache(tmp_path / "plain", tokens_stream=False)
     data = gather_report(tmp_path / "plain", 0)
@@ -214,6 +214,30 @@ def test_tokenizer_named_in_manifest_and_rows_only_fallback(tmp_path):
     out = tmp_path / "r.html"
     assert main(["report", str(tmp_path / "plain"), "-i", "0", "-o", str(out)]) == 0
     assert _class_count(out.read_text(), "rowbox") == len(data.rows)
+
+
+def test_tokenizer_comes_only_from_the_recorded_model_directory(tmp_path, capsys):
+    _needs_core()
+    from nex_interp.errors import ConfigError
+    from nex_interp.report import gather_report
+
+    word_tokenizer(tmp_path / "tok")
+    # a field other than model.path naming a tokenizer is not consulted: rows only, saying why
+    planted_cache(tmp_path / "other", manifest={"tokenizer_path": str(tmp_path / "tok")})
+    data = gather_report(tmp_path / "other", 0)
+    assert all(r.text is None for r in data.rows) and "model.path" in data.text_source
+    # a recorded model directory without tokenizer.json: an error naming it, one line from the CLI
+    (tmp_path / "moved").mkdir()
+    planted_cache(tmp_path / "gone", manifest={"model": {"spec": "m", "path": str(tmp_path / "moved")}})
+    with pytest.raises(ConfigError, match="holds no tokenizer.json"):
+        gather_report(tmp_path / "gone", 0)
+    out = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "gone"), "-i", "0", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--tokenizer" in err and not out.exists()
+    # the explicit tokenizer wins
+    assert main(["report", str(tmp_path / "gone"), "-i", "0", "-o", str(out), "--tokenizer", str(tmp_path / "tok")]) == 0
+    assert "token ids in the cache, decoded" in capsys.readouterr().out
 
 
 def test_responses_jsonl_text_is_split_with_tokenizer(tmp_path):

@@ -58,7 +58,7 @@ def _report(tmp_path: Path) -> tuple[Path, int, int]:
         from nex_interp.cli import main
 
         word_tokenizer(tmp_path / "tok")
-        planted_cache(tmp_path / "cache", manifest={"tokenizer_path": str(tmp_path / "tok")})
+        planted_cache(tmp_path / "cache", manifest={"model": {"spec": "test-planted", "path": str(tmp_path / "tok")}})
         out = tmp_path / "report.html"
         assert main(["report", str(tmp_path / "cache"), "--response", "0", "-o", str(out)]) == 0
         page = out.read_text()

@@ -28,7 +28,7 @@ def test_contexts_rank_rows_by_mass_and_carry_text(tmp_path):
     scheme = KeyScheme.ref22()
     k = lambda layer, unit: scheme.pack(np.array([layer]), np.array([unit]))[0]  # noqa: E731
     tok = word_tokenizer(tmp_path / "tok")
-    with CacheWriter(tmp_path / "c", scheme, {"model": "t", "tokenizer_path": str(tmp_path / "tok")}) as w:
+    with CacheWriter(tmp_path / "c", scheme, {"model": {"spec": "t", "path": str(tmp_path / "tok")}}) as w:
         for r, masses in enumerate([(1.0, 5.0), (3.0, 0.5)]):
             rows = [
                 (np.array([k(1, 2), k(0, 9)], np.uint32), np.array([masses[0], 1.0], np.float32), 2),

@@ -1,5 +1,5 @@
-"""Best-of-N selection: baselines on hand-computable arrays, picks and ties, bootstrap, registry,
-the cache pipeline and ``nex select``."""
+"""Best-of-N selection: baselines on hand-computable arrays, picks and ties, registry,
+the cache pipeline and ``nex select`` (the bootstrap itself: test_stats.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from nex_interp.selection.registry import unregister_method
 from nex_interp.selection import baselines
 from nex_interp.selection.answers import extract_answer, normalize_answer
 from nex_interp.selection.best_of_n import pick_by_score, pick_by_vote
-from nex_interp.selection.bootstrap import bootstrap_mean_ci
 from nex_interp.selection.candidates import ResponsesError, load_responses
 
 ALL_METHODS = {"nex_gmf", "nex_gmf_pooled", "nex_gmf_calibrated", "nex_weighted_vote", "random", "majority_vote", "self_certainty",
@@ -71,6 +70,13 @@ def test_mean_entropy_and_high_entropy_rows():
     assert baselines.row_mean_entropies(e, 2).tolist() == [1.0, 2.5, 1.0]
     assert baselines.high_entropy_rows(e, 2, 0.9) == 3
     assert baselines.high_entropy_rows(e, 2, 1.0) == 1
+    # rows given by their token counts (a cache's own rows); an empty row has no entropy
+    assert baselines.row_mean_entropies(e, [1, 3, 0, 1]).tolist()[:2] == [0.0, pytest.approx(7 / 3)]
+    assert np.isnan(baselines.row_mean_entropies(e, [1, 3, 0, 1])[2])
+    assert baselines.row_mean_entropies(e, [2, 2, 1]).tolist() == baselines.row_mean_entropies(e, 2).tolist()
+    assert baselines.high_entropy_rows(e, [1, 3, 0, 1], 0.9) == 2
+    with pytest.raises(ValueError, match="span 4 tokens"):
+        baselines.row_mean_entropies(e, [2, 2])
 
 
 # ----------------------------------------------------------------------------- answers
@@ -224,20 +230,6 @@ def test_every_builtin_method_has_a_citation():
     for name in ALL_METHODS:
         m = get_method(name)
         assert m.citation and m.summary and m.kind in ("score", "vote")
-
-
-# ----------------------------------------------------------------------------- bootstrap
-def test_bootstrap_interval_brackets_the_mean_and_agrees_with_scipy():
-    rng = np.random.default_rng(3)
-    v = (rng.random(300) < 0.6).astype(float)
-    ci = bootstrap_mean_ci(v, n_boot=4000, seed=1)
-    assert ci.low < ci.estimate < ci.high and ci.estimate == pytest.approx(v.mean())
-    ref = stats.bootstrap((v,), np.mean, n_resamples=4000, method="percentile", random_state=1).confidence_interval
-    assert ci.low == pytest.approx(ref.low, abs=0.015) and ci.high == pytest.approx(ref.high, abs=0.015)
-    assert bootstrap_mean_ci(v, n_boot=500, seed=7) == bootstrap_mean_ci(v, n_boot=500, seed=7)
-    const = bootstrap_mean_ci(np.ones(10))
-    assert (const.low, const.estimate, const.high) == (1.0, 1.0, 1.0)
-    assert math.isnan(bootstrap_mean_ci(np.array([np.nan])).estimate)
 
 
 # ----------------------------------------------------------------------------- cache pipeline

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CacheError, ConfigError
+from ..hashing import sha256_file  # noqa: F401  (the cache's checksums; reader and writer import it from here)
 
 FORMAT = "nex-sparse-cache"
 FORMAT_VERSION = 1
@@ -132,24 +133,6 @@ def fsync_dir(path: Path) -> None:
         pass  # some filesystems refuse fsync on directories; the rename is still atomic
     finally:
         os.close(fd)
-
-
-def sha256_file(path: Path, length_bytes: int | None = None, chunk: int = 1 << 22) -> str:
-    """sha256 of a file (of its first ``length_bytes`` bytes when given), read in chunks."""
-    import hashlib  # here: loading OpenSSL costs ~10 ms that opening a cache does not need
-
-    h = hashlib.sha256()
-    remaining = length_bytes
-    with open(path, "rb") as f:
-        while remaining is None or remaining > 0:
-            n = chunk if remaining is None else min(chunk, remaining)
-            block = f.read(n)
-            if not block:
-                break
-            h.update(block)
-            if remaining is not None:
-                remaining -= len(block)
-    return h.hexdigest()
 
 
 def check_user_fields(fields: dict) -> dict:

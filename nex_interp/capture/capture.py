@@ -212,6 +212,7 @@ def sparse_rows(
     ``(unit, mass)`` summed over the whole response.
     """
     import torch
+    from einops import reduce
 
     n, d = x.shape
     chunk = max(row_tokens, (chunk_tokens // row_tokens) * row_tokens)
@@ -226,8 +227,8 @@ def sparse_rows(
             extra = r * row_tokens - m
             active = torch.cat([active, active.new_zeros(extra, d)])
             mass = torch.cat([mass, mass.new_zeros(extra, d)])
-        row_mass = mass.view(r, row_tokens, d).sum(1)
-        row_active = active.view(r, row_tokens, d).any(1)
+        row_mass = reduce(mass, "(row tok) d -> row d", "sum", tok=row_tokens)
+        row_active = reduce(active, "(row tok) d -> row d", "any", tok=row_tokens)
         del active, mass
         nz = row_active.nonzero()
         rows.append((nz[:, 0] + s // row_tokens).cpu())

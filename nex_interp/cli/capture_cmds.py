@@ -76,14 +76,15 @@ def register(sub) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """``nex generate``: responses JSONL from prompts JSONL."""
-    from ..generation import GenerationConfig, generate_to_file, read_jsonl
+    from ..generation import GenerationConfig, generate_to_file
+    from ..jsonl import read_jsonl
     from ..models.loader import load_model
 
     config = GenerationConfig(
         samples=args.samples, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
         seed=args.seed, batch_size=args.batch_size, chat_template=args.chat_template,
     )
-    prompts = read_jsonl(args.prompts, "prompts file")
+    prompts = read_jsonl(args.prompts, "prompts file", line_numbers=True)
     model = load_model(args.model, device=args.device, dtype=args.dtype, boot_bridge=False)  # plain HF decoding
     rep = generate_to_file(model, prompts, args.output, config, progress=not args.no_progress)
     print(
@@ -98,11 +99,11 @@ def cmd_capture(args: argparse.Namespace) -> int:
     """``nex capture``: a sparse activation cache from responses JSONL."""
     from ..capture.capture import CaptureConfig, capture_cache, parse_layers
     from ..capture.rules import parse_rule
-    from ..generation import read_jsonl
+    from ..jsonl import read_jsonl
     from ..models.loader import load_model
 
     parse_rule(args.rule, args.calib_responses)
-    responses = read_jsonl(args.responses, "responses file")
+    responses = read_jsonl(args.responses, "responses file", line_numbers=True)
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     config = CaptureConfig(
         rule=args.rule, row_tokens=args.row_tokens, layers=parse_layers(args.layers, model.n_layers),

@@ -23,9 +23,9 @@ PROGRESS_AFTER_S = 1.0
 
 # --------------------------------------------------------------------------- helpers
 def _params(args: argparse.Namespace):
-    from ..core import NexParams
+    from .nex_params import nex_params
 
-    return NexParams(rho=args.rho, min_run=args.min_run, max_responses=args.max_responses)
+    return nex_params(args)
 
 
 def _model_identity(manifest: dict) -> dict:
@@ -127,9 +127,9 @@ def _report(summary: dict, out: Path, with_log_gap: bool) -> None:
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rho", type=float, default=0.95, help="HMM stickiness: probability of staying in a phase (default 0.95)")
-    p.add_argument("--min-run", type=int, default=2, help="merge phase runs shorter than this (default 2)")
-    p.add_argument("--max-responses", type=int, default=None, help="learn on at most this many responses (default: all)")
+    from .nex_params import add_nex_params
+
+    add_nex_params(p, max_responses=True)
 
 
 # --------------------------------------------------------------------------- commands

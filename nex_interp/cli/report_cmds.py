@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .nex_params import add_nex_params, nex_params
+
 
 def _read_texts(path: Path) -> list[str | None]:
     """Per-response texts from a JSONL file (field ``text``, ``response`` or ``completion``)."""
@@ -32,7 +34,6 @@ def _read_texts(path: Path) -> list[str | None]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write a self-contained HTML report of one response of a cache."""
-    from ..core import NexParams
     from ..errors import ConfigError
     from ..report import gather_report, load_tokenizer, write_report
 
@@ -49,7 +50,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         weights = load_weights(args.weights)
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer is not None else None
     texts = _read_texts(Path(args.responses)) if args.responses is not None else None
-    params = NexParams(rho=args.rho, min_run=args.min_run)
+    params = nex_params(args)
     data = gather_report(cache, args.response, weights=weights, params=params, tokenizer=tokenizer, texts=texts, top=args.top)
     write_report(
         data,
@@ -80,9 +81,8 @@ def register(sub) -> None:
     p.add_argument("--response", "-i", type=int, required=True, metavar="I", help="index of the response to report (0-based)")
     p.add_argument("-o", "--output", required=True, metavar="HTML", help="output file, e.g. report.html")
     p.add_argument("--weights", metavar="NPZ", help="NEX weights (.npz from nex train, or the reference's); default: learn on CACHE")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json or a model directory holding one (default: the one the cache names)")
+    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json or a model directory holding one (default: the model directory the cache records, model.path)")
     p.add_argument("--responses", metavar="JSONL", help="per-response texts (field 'text'), used when the cache has no token ids")
     p.add_argument("--top", type=int, default=15, help="neurons to list on each side (default 15)")
-    p.add_argument("--rho", type=float, default=0.95, help="HMM stickiness (default 0.95)")
-    p.add_argument("--min-run", type=int, default=2, dest="min_run", help="shortest phase run kept (default 2)")
+    add_nex_params(p)
     p.set_defaults(func=cmd_report)

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from ..errors import ConfigError, NexError
+from .nex_params import add_nex_params, nex_params
 
 
 # --------------------------------------------------------------------------- helpers
@@ -65,11 +66,6 @@ def _add_answer_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reference-field", help="field holding the reference answer (default: the first of reference_answer, reference, gold, target, answer)")
     g.add_argument("--extractor", metavar="MODULE:FUNCTION", help="answer extractor: text -> answer (default: boxed / 'ans X' / 'answer is X' / last number)")
     g.add_argument("--checker", metavar="MODULE:FUNCTION", help="grader: response row -> true/false (overrides the 'correct' field)")
-
-
-def _add_nex_params(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rho", type=float, default=0.95, help="HMM stickiness (default 0.95)")
-    p.add_argument("--min-run", type=int, default=2, help="merge phase runs shorter than this (default 2)")
 
 
 def _fmt(x) -> str:
@@ -160,7 +156,6 @@ def cmd_rank(args: argparse.Namespace) -> int:
     OUT/sample_efficiency.csv and OUT/sample_efficiency.png.
     """
     from ..atomic import atomic_path
-    from ..core import NexParams
     from ..provenance import record, write_sidecar
     from ..selection.pipeline import variant_metrics
     from ..selection.ranking import rank_all
@@ -176,7 +171,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if len(variants) < 2:
         raise ConfigError("nex rank needs at least two variants (NAME=CACHE ...)")
     _check_outdir(out, *map(Path, variants.values()))
-    params = NexParams(rho=args.rho, min_run=args.min_run)
+    params = nex_params(args)
     responses = {}
     for spec in args.responses or []:
         name, _, path = _parse_labelled(spec)
@@ -232,13 +227,13 @@ def cmd_annotate_export(args: argparse.Namespace) -> int:
     from ..annotation import cache_model_spec, export_for_annotation, token_ids_stream, tokenizer_for_model
     from ..cache.reader import open_cache
     from ..provenance import record, write_sidecar
-    from ..selection.candidates import read_jsonl
+    from ..selection.candidates import read_responses
 
     cache_path, out = Path(args.cache), Path(args.output)
     if out.is_dir():
         raise ConfigError(f"output {out} is a directory: give a file name for -o")
     cache = open_cache(cache_path)
-    texts = {str(r.get("id")): r.get("response") for r in read_jsonl(args.responses)} if args.responses else {}
+    texts = {str(r.get("id")): r.get("response") for r in read_responses(args.responses)} if args.responses else {}
     has_ids = token_ids_stream(cache) is not None
     if args.tokenizer and not has_ids:
         raise ConfigError(f"cache {cache_path} stores no token ids (tokens/ids): --tokenizer cannot render its tokens; export without it")
@@ -264,7 +259,6 @@ def cmd_annotate_agree(args: argparse.Namespace) -> int:
     from ..annotation import agree_with_annotations
     from ..atomic import atomic_path, write_text
     from ..cache.reader import open_cache
-    from ..core import NexParams
     from ..phase_agreement import read_annotations
     from ..provenance import record, write_sidecar
 
@@ -274,7 +268,7 @@ def cmd_annotate_agree(args: argparse.Namespace) -> int:
         raise ConfigError(f"--tolerance must be >= 0 tokens, got {args.tolerance}")
     cache = open_cache(cache_path)
     anns = read_annotations(args.annotations)
-    params = NexParams(rho=args.rho, min_run=args.min_run)
+    params = nex_params(args)
     rep, summary = agree_with_annotations(cache, anns, params, args.tolerance)
     unknown = summary["unmatched_annotations"]
     rec = record("nex annotate agree", config={"tolerance": args.tolerance, **params.to_dict()},
@@ -337,7 +331,7 @@ def register(sub) -> None:
     p.add_argument("--deepconf-window", type=int, default=2048, help="DeepConf group size in tokens (default 2048, as Fu et al.)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples over problems (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the calibration split (default 0)")
-    _add_nex_params(p)
+    add_nex_params(p)
     _add_answer_options(p)
     p.set_defaults(func=cmd_select)
 
@@ -353,7 +347,7 @@ def register(sub) -> None:
     p.add_argument("--sample-efficiency", type=_ints, metavar="N1,N2,...", help="also run the sample-efficiency curve on this grid of problem counts")
     p.add_argument("--seeds", type=int, default=10, help="draws per problem count for --sample-efficiency (default 10)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the draws (default 0)")
-    _add_nex_params(p)
+    add_nex_params(p)
     _add_answer_options(p)
     p.set_defaults(func=cmd_rank)
 
@@ -374,16 +368,24 @@ def register(sub) -> None:
     a.add_argument("--annotations", required=True, help="annotation JSONL (id, unit, spans)")
     a.add_argument("-o", "--output", required=True, help="output directory")
     a.add_argument("--tolerance", type=int, default=2, help="boundary match tolerance in tokens (default 2)")
-    _add_nex_params(a)
+    add_nex_params(a)
     a.set_defaults(func=cmd_annotate_agree)
 
     p = sub.add_parser("sweep", help="sensitivity of scores and rankings to rho, min_run, row size and activation rule",
                        description=cmd_sweep.__doc__)
     p.add_argument("caches", nargs="+", metavar="[VARIANT[@RULE]=]CACHE")
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--rho", type=_floats, default=(0.9, 0.95, 0.99), help="rho values (default 0.9,0.95,0.99)")
-    p.add_argument("--min-run", type=_ints, default=(1, 2, 3), help="min_run values (default 1,2,3)")
-    p.add_argument("--row-multiple", type=_ints, default=(1, 2, 4), help="row sizes as multiples of the captured one (default 1,2,4)")
+    from ..sensitivity import SweepSpec
+
+    grid = SweepSpec()  # the sweep's default grids (the default setting itself is NexParams())
+
+    def listed(values) -> str:
+        return ",".join(f"{v:g}" for v in values)
+
+    p.add_argument("--rho", type=_floats, default=grid.rhos, help=f"rho values swept (default {listed(grid.rhos)})")
+    p.add_argument("--min-run", type=_ints, default=grid.min_runs, help=f"min_run values swept (default {listed(grid.min_runs)})")
+    p.add_argument("--row-multiple", type=_ints, default=grid.row_multiples,
+                   help=f"row sizes swept, as multiples of the captured one (default {listed(grid.row_multiples)})")
     p.add_argument("--design", choices=("oat", "grid"), default="oat", help="one factor at a time around the default (oat) or all combinations (grid)")
     p.add_argument("--accuracy", help="JSON {variant: accuracy} or CSV (variant, accuracy) to add correlation and Regret@1")
     p.set_defaults(func=cmd_sweep)

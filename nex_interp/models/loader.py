@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, ModelError
+from ..hashing import sha256_file
 
 DTYPES = ("float32", "bfloat16", "float16")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -122,21 +123,13 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_sha256(directory: Path) -> str:
     """One hash over the directory's weight files (name and content), in name order."""
     h = hashlib.sha256()
     files = sorted(p for p in directory.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
     for p in files:
         h.update(p.name.encode())
-        h.update(file_sha256(p).encode())
+        h.update(sha256_file(p).encode())
     return h.hexdigest()
 
 
@@ -171,7 +164,7 @@ def convert_gguf(gguf: Path, cache_dir: Path | None = None) -> Path:
     gguf = Path(gguf)
     if not gguf.is_file():
         raise ModelError(f"GGUF file {gguf} not found: give an existing .gguf path")
-    sha = file_sha256(gguf)
+    sha = sha256_file(gguf)
     out = (cache_dir or nex_cache_dir()) / "gguf" / sha[:16]
     if (out / "config.json").is_file() and (out / "nex_source.json").is_file():
         return out

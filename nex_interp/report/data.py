@@ -174,10 +174,11 @@ def gather_report(
 
     weights:   NEX weights for the neuron table and GMF; None learns them on this cache
                (self-calibration, as the NEX score does by default).
-    params:    the core's ``NexParams`` (None: the defaults, rho 0.95, min_run 2).
+    params:    the core's ``NexParams`` (None: ``NexParams()``, its defaults).
     tokenizer: anything with ``decode(ids) -> str`` (a ``tokenizers.Tokenizer`` or a transformers
-               tokenizer) to turn the cache's ``tokens`` stream into each row's text; None tries
-               the tokenizer the cache's manifest names.
+               tokenizer) to turn the cache's ``tokens`` stream into each row's text; None reads
+               ``tokenizer.json`` from the model directory the manifest records as ``model.path``
+               (rows only when it records none; an error when that directory lacks the file).
     texts:     per-response texts (e.g. from a responses.jsonl) used when the cache has no tokens
                stream; they are split into rows with the tokenizer when the token counts agree.
     top:       neurons listed on each side (largest positive and negative mass x weight).

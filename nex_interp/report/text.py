@@ -5,6 +5,9 @@ tokenizer, each row's text is the decoded span. Without the stream but with the 
 (responses.jsonl or ``--responses``) and a tokenizer, the text is re-tokenised and split when its
 token count equals the rows' total. Otherwise the report shows rows only (and the whole text, when
 known, unsplit).
+
+The tokenizer is the one passed in, else the model's own: ``tokenizer.json`` in the model directory
+the cache manifest records as ``model.path`` (capture writes it; see :func:`manifest_tokenizer`).
 """
 
 from __future__ import annotations
@@ -46,18 +49,31 @@ def load_tokenizer(path: str | os.PathLike) -> Any:
         raise ConfigError(f"tokenizer {file} cannot be read ({type(e).__name__}: {e}): give a valid tokenizer.json") from None
 
 
-def manifest_tokenizer(manifest: dict) -> Any | None:
-    """The tokenizer the cache manifest points to (a local model directory), or None."""
-    candidates: list[Any] = [manifest.get("tokenizer_path"), manifest.get("tokenizer"), manifest.get("model_path")]
+def manifest_model_dir(manifest: dict) -> str | None:
+    """The local model directory a cache manifest records: ``model.path``, the field capture writes
+    from the model's identity (None for a hub model, or a hand-made cache that names no directory)."""
     model = manifest.get("model")
-    if isinstance(model, dict):
-        candidates += [model.get(k) for k in ("tokenizer_path", "path", "local_dir", "dir", "source")]
-    elif isinstance(model, str):
-        candidates.append(model)
-    for c in candidates:
-        if isinstance(c, str) and c and (Path(c) / "tokenizer.json").is_file():
-            return load_tokenizer(c)
-    return None
+    path = model.get("path") if isinstance(model, dict) else None
+    return path if isinstance(path, str) and path else None
+
+
+def manifest_tokenizer(manifest: dict) -> Any | None:
+    """The tokenizer of the model a cache was captured from: ``tokenizer.json`` in the directory the
+    manifest records as ``model.path`` (:func:`manifest_model_dir`); no other field is consulted.
+
+    None when the manifest records no model directory. A recorded directory without a
+    ``tokenizer.json`` (moved or deleted since capture) is a :class:`ConfigError` that says to pass
+    the tokenizer explicitly.
+    """
+    path = manifest_model_dir(manifest)
+    if path is None:
+        return None
+    if not (Path(path) / "tokenizer.json").is_file():
+        raise ConfigError(
+            f"the cache's model directory {path} (manifest field model.path) holds no tokenizer.json: "
+            "give the tokenizer explicitly (--tokenizer PATH: a tokenizer.json or a model directory holding one)"
+        )
+    return load_tokenizer(path)
 
 
 def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
@@ -142,7 +158,8 @@ def row_texts(
         text = text if text is not None else _decode(tokenizer, ids)
         return RowTexts({}, f"rows only: the tokens stream has {len(ids)} tokens but the rows span {n_tokens}", text)
     if ids is not None:
-        return RowTexts({}, "rows only: the cache has token ids but no tokenizer was found (give --tokenizer)")
+        return RowTexts({}, "rows only: the cache has token ids but its manifest records no model directory (model.path) "
+                            "to read a tokenizer from (give --tokenizer)")
     if text is not None and tokenizer is not None:
         enc = _encode(tokenizer, text)
         if len(enc) == n_tokens:
@@ -150,5 +167,6 @@ def row_texts(
             return RowTexts(dict(zip((int(r) for r in rows), texts)), "response text re-tokenised into rows")
         return RowTexts({}, f"rows only: the text has {len(enc)} tokens but the rows span {n_tokens}", text)
     if text is not None:
-        return RowTexts({}, "rows only: no tokenizer to split the response text into rows (give --tokenizer)", text)
+        return RowTexts({}, "rows only: no tokenizer to split the response text into rows (the manifest records no model "
+                            "directory, model.path; give --tokenizer)", text)
     return RowTexts()

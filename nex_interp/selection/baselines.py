@@ -22,6 +22,9 @@ model produced at response position ``t``):
   (stride 1); the response's score is its *lowest* group confidence. Higher is better. A response
   shorter than the window forms one group.
 * **Mean entropy**: mean over tokens of ``H(p_t)``; lower is better.
+* **High-entropy rows** (the entropy exploration proxy of ``nex rank`` and ``nex demo``): the number
+  of a response's rows whose mean token entropy exceeds a threshold shared by all the variants
+  compared (a quantile of their pooled row entropies, chosen by the caller).
 * **Length**: number of response tokens; shorter is better (Hassid et al. 2025, "Don't Overthink
   It: Preferring Shorter Thinking Chains for Improved LLM Reasoning", arXiv 2505.17813).
 """
@@ -81,22 +84,54 @@ def mean_entropy(entropy: np.ndarray) -> float:
     return float(e.mean()) if e.size else float("nan")
 
 
-def row_mean_entropies(entropy: np.ndarray, row_tokens: int) -> np.ndarray:
-    """Mean token entropy of each consecutive block of ``row_tokens`` tokens (the last may be shorter)."""
-    e = np.asarray(entropy, dtype=np.float64)
-    if row_tokens <= 0:
+def row_token_counts(n_tokens: int, row_tokens: int) -> np.ndarray:
+    """Token count of each row when ``n_tokens`` tokens are cut into rows of ``row_tokens`` (the last
+    may be shorter), as capture cuts a response.
+
+    >>> row_token_counts(5, 2).tolist()
+    [2, 2, 1]
+    """
+    if int(row_tokens) <= 0:
         raise ValueError(f"row_tokens must be positive, got {row_tokens}")
-    if e.size == 0:
-        return np.zeros(0)
-    starts = np.arange(0, e.size, row_tokens)
-    return np.add.reduceat(e, starts) / np.diff(np.append(starts, e.size))
+    full, rest = divmod(int(n_tokens), int(row_tokens))
+    return np.asarray([int(row_tokens)] * full + ([rest] if rest else []), dtype=np.int64)
 
 
-def high_entropy_rows(entropy: np.ndarray, row_tokens: int, threshold: float) -> int:
-    """The entropy exploration proxy of one response: how many rows (blocks of ``row_tokens`` tokens)
-    have a mean token entropy above ``threshold``.
+def row_mean_entropies(entropy: np.ndarray, rows: "int | np.ndarray") -> np.ndarray:
+    """Mean token entropy of each row of one response.
 
-    >>> high_entropy_rows(np.array([0.1, 0.1, 2.0, 2.0, 0.1]), row_tokens=2, threshold=1.0)
+    ``rows`` is either the token count of each row, in order (a cache's own rows: the differences
+    of its ``token_row_ptr`` over the response; they must cover ``entropy`` exactly), or one int,
+    ``row_tokens``: consecutive rows of that many tokens, the last possibly shorter
+    (:func:`row_token_counts`). A row of 0 tokens has NaN entropy.
+
+    >>> row_mean_entropies(np.array([0.0, 2.0, 4.0, 1.0, 1.0]), 2).tolist()
+    [1.0, 2.5, 1.0]
+    >>> row_mean_entropies(np.array([0.0, 2.0, 4.0, 1.0, 1.0]), [3, 0, 2]).tolist()
+    [2.0, nan, 1.0]
+    """
+    e = np.asarray(entropy, dtype=np.float64)
+    if np.ndim(rows) == 0:
+        counts = row_token_counts(e.size, int(rows))
+    else:
+        counts = np.asarray(rows, dtype=np.int64)
+        if counts.ndim != 1 or (counts < 0).any():
+            raise ValueError("row token counts must be a one-dimensional array of non-negative integers")
+        if int(counts.sum()) != e.size:
+            raise ValueError(f"the rows span {int(counts.sum())} tokens but there are {e.size} entropy values")
+    out = np.full(len(counts), np.nan)
+    filled = counts > 0
+    if filled.any():
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
+        out[filled] = np.add.reduceat(e, starts) / counts[filled]
+    return out
+
+
+def high_entropy_rows(entropy: np.ndarray, rows: "int | np.ndarray", threshold: float) -> int:
+    """The entropy exploration proxy of one response: how many of its rows (``rows`` as in
+    :func:`row_mean_entropies`) have a mean token entropy above ``threshold``.
+
+    >>> high_entropy_rows(np.array([0.1, 0.1, 2.0, 2.0, 0.1]), 2, threshold=1.0)
     1
     """
-    return int((row_mean_entropies(entropy, row_tokens) > threshold).sum())
+    return int((row_mean_entropies(entropy, rows) > threshold).sum())

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..provenance import record, write_sidecar
-from .bootstrap import N_BOOT, bootstrap_mean_ci
+from ..stats import N_BOOT, bootstrap_mean_ci
 from .candidates import CandidateSet
 from .registry import MissingInput, SelectionMethod, SelectionOptions, get_method, method_names, missing_inputs
 

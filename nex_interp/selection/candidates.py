@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import ConfigError, NexError
-from ..jsonl import iter_jsonl
+from ..jsonl import read_jsonl
 from .answers import REFERENCE_FIELDS, extract_answer, normalize_answer
 
 
@@ -102,10 +102,11 @@ class CandidateSet:
         )
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Rows of a JSONL file; a malformed line is a one-line error naming it."""
+def read_responses(path: str | Path) -> list[dict]:
+    """The rows of a responses JSONL file (:func:`nex_interp.jsonl.read_jsonl`); a missing or
+    malformed file, or one without any row, is a one-line :class:`ResponsesError`."""
     path = Path(path)
-    rows = [row for _, row in iter_jsonl(path, "responses file", ResponsesError, "pass the JSONL written by 'nex generate'")]
+    rows = read_jsonl(path, "responses file", error=ResponsesError, missing_hint="pass the JSONL written by 'nex generate'")
     if not rows:
         raise ResponsesError(f"{path} holds no responses")
     return rows
@@ -184,4 +185,4 @@ def load_responses(path: str | Path, **kwargs) -> CandidateSet:
     """:func:`candidates_from_rows` on a responses JSONL file."""
     if kwargs.get("reference_field") is not None and not isinstance(kwargs["reference_field"], str):
         raise ConfigError("reference_field must be a field name")
-    return candidates_from_rows(read_jsonl(path), source=str(path), **kwargs)
+    return candidates_from_rows(read_responses(path), source=str(path), **kwargs)

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from ..cache.arrays import CacheArrays
+from ..core import NexParams
 from ..errors import CacheError, ConfigError
 from . import nex_api
 from .candidates import CandidateSet, candidates_from_rows
@@ -148,15 +149,15 @@ def nex_cross_calibrated(
 class SelectConfig:
     """How ``nex select`` scores candidates.
 
-    rho, min_run:        NEX parameters.
+    rho, min_run:        NEX parameters (defaults: those of ``NexParams()``).
     deepconf_window:     DeepConf sliding-window size in tokens.
     n_boot, seed:        bootstrap resamples and the seed of bootstrap and cross-calibration split.
     calibration_weights: weights file for ``nex_gmf_calibrated``; else
     calibration_cache:   a separate cache to learn them on; else a 2-fold split of the problems.
     """
 
-    rho: float = 0.95
-    min_run: int = 2
+    rho: float = NexParams().rho
+    min_run: int = NexParams().min_run
     deepconf_window: int = 2048
     n_boot: int = 2000
     seed: int = 0
@@ -180,8 +181,6 @@ def attach_nex_scores(
 ) -> CandidateSet:
     """Add ``nex_gmf`` (self-calibrated on each problem's candidates), ``nex_gmf_pooled``
     (self-calibrated on all candidates) and ``nex_gmf_calibrated`` (separate calibration) scores."""
-    from ..core import NexParams
-
     params = NexParams(rho=config.rho, min_run=config.min_run)
     self_cal = nex_self_calibrated(cands, cache, cache_index, params, "problem", progress)
     pooled = nex_self_calibrated(cands, cache, cache_index, params, "pool")
@@ -217,14 +216,14 @@ def load_candidates(
     is the candidate list. ``row_options`` go to :func:`~nex_interp.selection.candidates.candidates_from_rows`.
     """
     from ..cache.reader import as_cache
-    from .candidates import read_jsonl
+    from .candidates import read_responses
 
     config = config or SelectConfig()
     cache = as_cache(cache)
     where = cache.path if cache.path is not None else "(in memory)"
     meta = cache.response_meta
     if responses is not None:
-        rows, source = read_jsonl(responses), str(responses)
+        rows, source = read_responses(responses), str(responses)
     elif meta:
         rows, source = meta, str(Path(cache.path) / "responses.jsonl") if cache.path is not None else "the cache's metadata"
     else:
@@ -257,6 +256,34 @@ def select_best_of_n(
     return report, cands
 
 
+def cache_row_tokens(cache: CacheArrays, response: int) -> np.ndarray:
+    """Token count of each cache row of ``response``, as the cache cut them."""
+    start, stop = cache.response_rows(response)
+    return np.diff(np.asarray(cache.token_row_ptr[start : stop + 1], dtype=np.int64))
+
+
+def candidate_entropy_rows(
+    cands: CandidateSet, cache: CacheArrays, cache_index: np.ndarray, row_tokens: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray | int]]:
+    """``(per-token entropy, rows)`` of each candidate that has per-token entropies (the others are
+    left out), for :func:`~nex_interp.selection.baselines.row_mean_entropies`: ``rows`` is the token
+    count of each row as the cache cut that response (``row_tokens`` None), else ``row_tokens``.
+    Rows that do not cover the response's tokens are an error (the cache is inconsistent)."""
+    from . import baselines
+
+    out = []
+    for e, k in zip(cands.token_stats.get(ENTROPY) or [], cache_index):
+        if e is None:
+            continue
+        rows = cache_row_tokens(cache, int(k)) if row_tokens is None else int(row_tokens)
+        try:
+            baselines.row_mean_entropies(e, rows)
+        except ValueError as err:
+            raise CacheError(f"response {int(k)} of the cache: {err}: its rows and its tokens stream disagree; re-run capture") from None
+        out.append((e, rows))
+    return out
+
+
 def variant_metrics(
     variants: dict[str, CacheArrays | str | Path], params=None, entropy_threshold: float | None = None, row_tokens: int | None = None,
     progress: bool = False, responses: dict[str, str | Path] | None = None, **row_options,
@@ -267,11 +294,12 @@ def variant_metrics(
     Columns: ``variant, n_responses, accuracy`` (from the responses' correctness, NaN if unknown),
     ``nex_score`` (mean GMF, weights self-calibrated on the variant's cache), ``mean_entropy``,
     ``mean_length``, ``self_certainty`` (averaged over responses) and ``high_entropy_rows`` (the
-    entropy exploration proxy: mean number of rows, ``row_tokens`` tokens each, whose mean token
-    entropy exceeds ``entropy_threshold``; default threshold: the 75th percentile of all variants'
-    row entropies pooled, a label-free reference shared by all variants). Returns
-    ``(frame, candidate sets by variant, threshold used)``. ``responses`` maps a variant to its
-    responses file (text for grading; capture does not store the text), else the cache's metadata is used.
+    entropy exploration proxy: mean number of rows whose mean token entropy exceeds
+    ``entropy_threshold``; rows are the cache's own rows, or blocks of ``row_tokens`` tokens when
+    given; default threshold: the 75th percentile of all variants' row entropies pooled, a
+    label-free reference shared by all variants). Returns ``(frame, candidate sets by variant,
+    threshold used)``. ``responses`` maps a variant to its responses file (text for grading;
+    capture does not store the text), else the cache's metadata is used.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -279,23 +307,21 @@ def variant_metrics(
     from . import baselines
     from .ranking import per_variant_baselines
 
-    cands_by, nex = {}, {}
+    cands_by, nex, ent_rows = {}, {}, {}
     for name, cache in tqdm(list(variants.items()), desc="variants", unit="variant", disable=not progress):
         cands, cache, index = load_candidates(cache, (responses or {}).get(name), with_nex=False, **row_options)
         cands_by[name] = cands
         nex[name] = _nanmean(nex_api.self_calibrated_gmf(cache, params))
-        if row_tokens is None:
-            row_tokens = int(cache.manifest.get("row_tokens", 32))
+        ent_rows[name] = candidate_entropy_rows(cands, cache, index, row_tokens)
     base = per_variant_baselines(cands_by)
-    ent_all = {n: [e for e in (c.token_stats.get(ENTROPY) or []) if e is not None] for n, c in cands_by.items()}
     if entropy_threshold is None:
-        pooled = [baselines.row_mean_entropies(e, row_tokens) for es in ent_all.values() for e in es]
+        pooled = [baselines.row_mean_entropies(e, r) for er in ent_rows.values() for e, r in er]
         pooled = np.concatenate(pooled) if pooled else np.zeros(0)
-        entropy_threshold = float(np.quantile(pooled, 0.75)) if pooled.size else float("nan")
+        entropy_threshold = float(np.nanquantile(pooled, 0.75)) if pooled.size else float("nan")
     rows = []
     for name, c in cands_by.items():
         acc = float(np.nanmean(c.correct)) if c.correct is not None else float("nan")
-        her = [baselines.high_entropy_rows(e, row_tokens, entropy_threshold) for e in ent_all[name]]
+        her = [baselines.high_entropy_rows(e, r, entropy_threshold) for e, r in ent_rows[name]]
         rows.append({
             "variant": name, "n_responses": len(c), "accuracy": acc, "nex_score": nex[name],
             "mean_entropy": base["mean_entropy"][name], "mean_length": base["mean_length"][name],

@@ -16,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .. import stats
 from ..errors import ConfigError
 
 #: which way each built-in ranking metric is read when choosing a variant (True: higher is better)
@@ -44,12 +45,6 @@ class RankingResult:
     top1_hit: float
     n_variants: int
     picked: str
-
-
-def _corr(fn, x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(fn(x, y)[0])
 
 
 def regret_at_1(scores: np.ndarray, accuracy: np.ndarray, higher_is_better: bool = True) -> tuple[float, float, int]:
@@ -86,16 +81,14 @@ def rank_metric(
     names = list(accuracy)
     s = np.asarray([scores[v] for v in names], dtype=np.float64)
     a = np.asarray([accuracy[v] for v in names], dtype=np.float64)
-    from scipy import stats
-
     ok = np.isfinite(s) & np.isfinite(a)
     regret, hit, first = regret_at_1(s, a, higher_is_better)
     return RankingResult(
         metric=metric,
         higher_is_better=bool(higher_is_better),
-        pearson_r=_corr(stats.pearsonr, s[ok], a[ok]),
-        spearman_rho=_corr(stats.spearmanr, s[ok], a[ok]),
-        kendall_tau=_corr(stats.kendalltau, s[ok], a[ok]),
+        pearson_r=stats.pearson(s, a),
+        spearman_rho=stats.spearman(s, a),
+        kendall_tau=stats.kendall(s, a),
         regret_at_1=regret,
         top1_hit=hit,
         n_variants=int(ok.sum()),

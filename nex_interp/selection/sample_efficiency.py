@@ -201,9 +201,10 @@ def fit_curves(df: "pd.DataFrame") -> dict[str, SaturationFit]:
     return {col: fit_saturation(df["n_problems"].to_numpy(), df[col].to_numpy()) for col in ("pearson_r", "regret_at_1")}
 
 
-def plot_sample_efficiency(df: "pd.DataFrame", fits: dict[str, SaturationFit] | None = None) -> "Figure":
-    """Two panels, Pearson r and Regret@1 against N: the mean over seeds with a 10-90% band
-    (:func:`nex_interp.plots.plot_sample_efficiency`) and the exponential saturation fit."""
+def plot_sample_efficiency_fits(df: "pd.DataFrame", fits: dict[str, SaturationFit] | None = None) -> "Figure":
+    """The figure ``sample_efficiency.png``: two panels, Pearson r and Regret@1 against N, each the
+    mean over seeds with a 10-90% band (one :func:`nex_interp.plots.plot_sample_efficiency` curve)
+    plus its exponential saturation fit (``fits``; default :func:`fit_curves` of ``df``)."""
     from matplotlib.figure import Figure
 
     from ..plots import plot_sample_efficiency as plot_curve
@@ -239,7 +240,7 @@ def write_sample_efficiency(df: "pd.DataFrame", out_dir: str | Path, config: dic
     paths = {"csv": csv}
     if plot:
         png = out_dir / "sample_efficiency.png"
-        fig = plot_sample_efficiency(df, fits)
+        fig = plot_sample_efficiency_fits(df, fits)
         with atomic_path(png) as tmp:
             fig.savefig(tmp, format="png", dpi=120)
         write_sidecar(png, rec)

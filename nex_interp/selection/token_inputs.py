@@ -1,8 +1,9 @@
 """Names of the per-token output statistics the selection baselines read.
 
 Capture stores these in the cache's ``tokens`` stream during the same forward pass that records
-activations (so no second pass is needed); :func:`nex_interp.selection.pipeline.token_stats_from_cache`
-maps the stream's arrays onto these names. Each is one float per response token:
+activations (so no second pass is needed); :func:`nex_interp.selection.pipeline.attach_token_stats`
+reads the stream and :data:`nex_interp.selection.pipeline.STREAM_ALIASES` maps its arrays onto
+these names. Each is one float per response token:
 
 * ``entropy``            next-token entropy ``H(p_t)`` in nats.
 * ``logprob``            log-probability of the token actually produced.

@@ -1,4 +1,10 @@
-"""The embedded zoo: tiny reasoning models trained on a synthetic pair-search task.
+"""The embedded zoo: tiny reasoning models trained on a synthetic path-search task.
+
+The task (:mod:`nex_interp.zoo.task`, described in ``docs/zoo.md``): find the path from a start node
+to a goal in a small graph whose edges are listed in shuffled order. A brief answer gives the path
+at once (``ans 3 12 9 5``); a worked solution searches depth first, proposing a branch, following
+it and backtracking at dead ends (``try 7 2 dead back try 12 9 5 goal ans 3 12 9 5``), and every
+token carries a ground-truth explore/exploit label from the grammar.
 
 The weights ship inside the package under ``nex_interp/zoo/weights/<name>/`` as Hugging Face
 directories (Qwen3 config, safetensors, word-level tokenizer), listed with their sha256 hashes and

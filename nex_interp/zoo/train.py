@@ -17,7 +17,6 @@ safetensors, the word-level tokenizer) and listed with its sha256 in ``zoo.json`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import random
@@ -28,6 +27,7 @@ from typing import Callable
 
 from ..atomic import atomic_path, write_text
 from ..errors import ConfigError
+from ..hashing import sha256_file
 from ..provenance import record
 from .task import EOS, PAD, Problem, generate_problems, is_correct, training_examples, vocabulary
 
@@ -220,14 +220,6 @@ def greedy_accuracy(model, problems: list[Problem], max_new_tokens: int = 192, b
             thinking += text.startswith("try")
     n = len(problems)
     return {"accuracy": correct / n, "mean_tokens": sum(lengths) / n, "thinking_share": thinking / n, "n": n}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _save(model, out_dir: Path, dtype: str) -> None:

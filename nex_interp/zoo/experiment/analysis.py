@@ -10,28 +10,29 @@ import numpy as np
 
 from ...cache.arrays import CacheArrays
 from ...errors import ConfigError
+from ...stats import quadratic_fit
 from ..task import Problem, is_correct, label_tokens
 from .config import DemoConfig, VariantResult
 from .variant import variant_cache, variant_dir, variant_responses
 
 
 def row_entropies(cache: CacheArrays | str | Path) -> list[np.ndarray]:
-    """Mean next-token entropy of each row of each response (rows as the cache cut them), from the
-    cache's ``tokens`` stream; ``cache``: opened, or its path."""
+    """Mean next-token entropy of each cache row of each response: the entropy proxy's rows
+    (:func:`nex_interp.selection.baselines.row_mean_entropies` over the rows as the cache cut them),
+    from the cache's ``tokens`` stream; ``cache``: opened, or its path."""
     from ...cache.reader import as_cache
+    from ...selection.baselines import row_mean_entropies
+    from ...selection.pipeline import cache_row_tokens
 
     cache = as_cache(cache)
     ptr, arrays = cache.stream("tokens")
     ent = np.asarray(arrays["entropy"], dtype=np.float64)
     out = []
     for i in range(cache.n_responses):
-        e = ent[ptr[i] : ptr[i + 1]]
-        start, stop = cache.response_rows(i)
-        n_tok = np.diff(np.asarray(cache.token_row_ptr[start : stop + 1], dtype=np.int64))
-        edges = np.concatenate([[0], np.cumsum(n_tok)])
-        if edges[-1] != len(e):  # rows and the token stream must cover the same tokens
-            raise ConfigError(f"cache {cache.path}: response {i} has {len(e)} entropy values but its rows span {edges[-1]} tokens")
-        out.append(np.array([e[a:b].mean() if b > a else np.nan for a, b in zip(edges[:-1], edges[1:])]))
+        try:  # rows and the token stream must cover the same tokens
+            out.append(row_mean_entropies(ent[ptr[i] : ptr[i + 1]], cache_row_tokens(cache, i)))
+        except ValueError as e:
+            raise ConfigError(f"cache {cache.path}: response {i}: {e}") from None
     return out
 
 
@@ -42,22 +43,6 @@ def high_entropy_rows(entropies: dict[str, list[np.ndarray]], reference: list[st
     pooled = np.concatenate([np.concatenate(v) if v else np.array([]) for n, v in entropies.items() if n in set(reference)])
     threshold = float(np.nanquantile(pooled, quantile))
     return {n: float(np.mean([np.nansum(e > threshold) for e in v])) for n, v in entropies.items()}, threshold
-
-
-def quadratic_fit(x: np.ndarray, y: np.ndarray) -> dict:
-    """Least-squares ``y = a x^2 + b x + c``: ``r2``, ``optimum`` (the vertex when ``a < 0``, else
-    None: no inverted U), and the coefficients."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or len(np.unique(x)) < 3:
-        return {"r2": None, "optimum": None, "a": None, "b": None, "c": None, "n": int(len(x))}
-    a, b, c = np.polyfit(x, y, 2)
-    resid = y - (a * x**2 + b * x + c)
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else None
-    optimum = float(-b / (2 * a)) if a < 0 else None
-    return {"r2": r2, "optimum": optimum, "a": float(a), "b": float(b), "c": float(c), "n": int(len(x))}
 
 
 def family_phase_agreement(out: Path, results: list[VariantResult], cfg: DemoConfig) -> dict:

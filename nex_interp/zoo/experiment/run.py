@@ -113,8 +113,8 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: bool = Tr
         ],
         "correlation": {"pearson_r": rank.pearson_r, "spearman_rho": rank.spearman_rho, "regret_at_1": rank.regret_at_1},
         "inverted_u": {
-            "high_entropy_rows": quadratic_fit(np.array([hi[r.name] for r in merge]), np.array([r.accuracy for r in merge])),
-            "mean_e_segments": quadratic_fit(np.array([r.mean_e_segments for r in merge]), np.array([r.accuracy for r in merge])),
+            "high_entropy_rows": quadratic_fit([hi[r.name] for r in merge], [r.accuracy for r in merge]).to_dict(),
+            "mean_e_segments": quadratic_fit([r.mean_e_segments for r in merge], [r.accuracy for r in merge]).to_dict(),
         },
         "phase_agreement": family_phase_agreement(out, merge, cfg),
         "mixture_family": [
