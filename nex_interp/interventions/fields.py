@@ -159,7 +159,10 @@ def add_flags(parser: argparse.ArgumentParser, sections: list[type[Section]]) ->
             if meta["kind"] == "table":
                 continue
             default = f.default if f.default is not dataclasses.MISSING else None
-            shown = "required" if f.default is dataclasses.MISSING else f"default {_show(default)}"
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                shown = "required in the file or here"
+            else:
+                shown = "unset by default" if default is None else f"default {_show(default)}"
             choices = f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""
             metavar = {"int": "N", "float": "X", "ints": "N,N", "strs": "A,B"}.get(meta["kind"], "TEXT")
             group.add_argument(flag_name(cls.SECTION, f.name), dest=_dest(cls.SECTION, f.name), metavar=metavar,
