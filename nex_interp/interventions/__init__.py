@@ -19,14 +19,14 @@ operations load on first use.
 
 from .neuron_sets import NeuronSet, by_threshold, load_set, random_matched, save_set, top_effective, top_redundant
 
+#: names loaded on first use (``transplant`` and ``evaluate`` are not among them: they are also the
+#: names of their submodules, which the import system binds on this package)
 _LAZY = {
     "ablate": "ablation",
     "mean_activations": "ablation",
-    "transplant": "transplant",
     "patch_from_donor": "patching",
     "run_patched": "patching",
     "greedy_generate": "generation",
-    "evaluate": "evaluate",
     "Evaluation": "evaluate",
     "TransferConfig": "config",
     "load_config": "config",
