@@ -7,9 +7,9 @@ Capture, the report's activation lookups and the interventions all go through th
   MLPs (Qwen3, Llama), ``act(W_in x + b_in)`` for plain ones (GPT-2). :data:`NEURON_HOOK` is that
   name's template; :func:`neuron_hook_name` fills it in.
 * :func:`installed_hooks` adds forward hooks ``(hook name, fn)`` to a model's bridge for the
-  duration of a ``with`` block, through the bridge's own ``hooks`` context, which removes exactly
-  the hooks it added on exit, normally or by an exception raised in the block or inside a hook
-  (e.g. :class:`StopForward`). Hooks attached before are left alone.
+  duration of a ``with`` block and removes exactly those on exit, normally or by an exception
+  raised in the block or inside a hook (e.g. :class:`StopForward`). Hooks attached before are
+  left alone.
 * :func:`repair_bridge_kv_cache` makes KV-cached decoding through a bridge-wrapped HF model correct
   (see its docstring); :func:`nex_interp.models.loader.load_model` applies it when it boots a
   bridge, and the interventions' decoding loop applies it again (it is idempotent).
@@ -22,6 +22,7 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ..errors import ModelError
@@ -54,20 +55,43 @@ def run_until_stopped(forward: Callable[[], object]) -> object | None:
         return None
 
 
+#: context levels of this module's installations: far above the small levels TransformerLens's own
+#: ``hooks()`` contexts use, one per installation, so that removal touches only that installation's hooks
+_LEVELS = itertools.count(1 << 40)
+
+
+def hook_point(model: "LoadedModel", name: str) -> Any:
+    """The bridge's ``HookPoint`` called ``name`` (a module path, or an alias such as ``hook_post``)."""
+    bridge = model.bridge
+    try:
+        point = bridge.get_submodule(name)  # a module path: no walk over every hook of the model
+    except AttributeError:
+        point = None
+    if point is None or not hasattr(point, "add_hook"):
+        point = bridge.hook_dict.get(name)
+    if point is None:
+        raise ModelError(f"the model has no hook point {name!r}: its MLP layout is not supported")
+    return point
+
+
 @contextlib.contextmanager
 def installed_hooks(model: "LoadedModel", hooks: Sequence[tuple[str, HookFn]]) -> Iterator["LoadedModel"]:
     """Add forward hooks ``(hook name, fn)`` to ``model``'s bridge for the duration of the block.
 
     A hook name the bridge does not have is a :class:`~nex_interp.errors.ModelError`. Yields the
-    model; exactly the hooks added here are removed on exit, also after an exception.
+    model. The hooks are added at a context level of their own and removed on exit by that level
+    (``HookPoint.remove_hooks``), normally or after an exception, so hooks attached by anyone else
+    stay. The cost is a few microseconds a hook, whatever the size of the model.
     """
-    bridge = model.bridge
-    points = bridge.hook_dict
-    for name, _ in hooks:
-        if name not in points:
-            raise ModelError(f"the model has no hook point {name!r}: its MLP layout is not supported")
-    with bridge.hooks(fwd_hooks=list(hooks), reset_hooks_end=True):
+    level = next(_LEVELS)
+    points = [(hook_point(model, name), fn) for name, fn in hooks]
+    try:
+        for point, fn in points:
+            point.add_hook(fn, dir="fwd", level=level)
         yield model
+    finally:
+        for point, _ in points:
+            point.remove_hooks("fwd", level=level)
 
 
 def attached_hook_count(model: "LoadedModel") -> int:
