@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from nex_interp.capture.capture import _Item, _input_batch, sparse_rows
-    from nex_interp.capture.hooks import installed_hooks
+    from nex_interp.models.hooks import installed_hooks
     from nex_interp.capture.rules import QuantileCalibrator, parse_rule
     from nex_interp.generation import generate_responses
     from nex_interp.models.loader import load_model
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             def fn(x, hook=None):
                 acts[L].append(x[0, it.n_prompt : it.length].clone())
             return fn
-        with installed_hooks(model.bridge, [(model.hook_name(L), grab(L)) for L in range(model.n_layers)]), torch.inference_mode():
+        with installed_hooks(model, [(model.hook_name(L), grab(L)) for L in range(model.n_layers)]), torch.inference_mode():
             model.hf_model(input_ids=_input_batch(model, [it]), use_cache=False, logits_to_keep=1)
     n_tokens = sum(it.n_response for it in items)
     allv = torch.cat([torch.cat(acts[L]).flatten() for L in range(model.n_layers)])

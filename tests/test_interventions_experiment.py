@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interventions.config import check_before_loading, load_config, parse_config
-from interventions.results import RESULT_COLUMNS, aggregate, paired_row
+from nex_interp.interventions.config import load_config, parse_config
+from nex_interp.interventions.preflight import check_before_loading
+from nex_interp.interventions.results import RESULT_COLUMNS, aggregate, paired_row
 from nex_interp.errors import ConfigError
 from nex_interp.keys import KeyScheme
 from nex_interp.neuron_weights import NeuronWeights
@@ -131,7 +132,7 @@ def test_cli_reports_a_config_error_on_one_line_and_exits_2(setup, tmp_path, cap
 
 
 def test_runner_checks_the_config_before_loading(setup, tmp_path):
-    from interventions.experiment import run_experiment
+    from nex_interp.interventions.experiment import run_experiment
 
     def loader(*a, **k):
         raise AssertionError("a model was loaded before the config was checked")
@@ -172,7 +173,7 @@ def test_paired_bootstrap_and_random_pooling():
 
 
 def test_transplant_experiment_outputs_and_resume(setup, tmp_path):
-    from interventions.experiment import PROGRESS, run_experiment
+    from nex_interp.interventions.experiment import PROGRESS, run_experiment
 
     cfg_path = tmp_path / "pico.toml"
     cfg_path.write_text(_toml(_doc(setup["donor"], setup["recipient"], setup["weights"])))
@@ -221,7 +222,7 @@ def test_transplant_experiment_outputs_and_resume(setup, tmp_path):
 
 
 def test_patch_and_mean_ablation_experiments(setup, tmp_path):
-    from interventions.experiment import run_experiment
+    from nex_interp.interventions.experiment import run_experiment
 
     base = dict(sets={"k": [6], "conditions": ["effective", "random"], "random_seeds": [0]},
                 evaluation={"problems": 12, "batch_size": 12, "max_new_tokens": 4, "bootstrap": 200})
@@ -239,7 +240,7 @@ def test_patch_and_mean_ablation_experiments(setup, tmp_path):
 
 def test_conditions_without_neurons_reproduce_the_recipient(setup, tmp_path):
     """All weights negative: the effective set is empty, so it scores exactly as the untouched recipient."""
-    from interventions.experiment import PROGRESS, run_experiment
+    from nex_interp.interventions.experiment import PROGRESS, run_experiment
 
     weights = _write_weights(tmp_path / "neg.npz", sign=-1.0)
     cfg = parse_config(_doc(setup["donor"], setup["recipient"], weights, sets={"k": [4], "conditions": ["effective"]},
@@ -252,7 +253,7 @@ def test_conditions_without_neurons_reproduce_the_recipient(setup, tmp_path):
 
 def test_weights_captured_from_a_model_are_kept_and_checked(setup, tmp_path):
     """weights.model: sample, capture and learn under OUT/weights; weights crediting nothing are refused."""
-    from interventions.experiment import run_experiment
+    from nex_interp.interventions.experiment import run_experiment
 
     doc = _doc(setup["donor"], setup["recipient"], setup["weights"], sets={"k": [4], "conditions": ["effective"]},
                evaluation={"problems": 4, "batch_size": 4, "max_new_tokens": 3, "bootstrap": 200})
@@ -264,3 +265,71 @@ def test_weights_captured_from_a_model_are_kept_and_checked(setup, tmp_path):
     rows = [json.loads(x) for x in (out / "weights" / "responses.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all("answer" not in r and "reference" not in r for r in rows)
     assert (out / "weights" / "weights.npz").is_file() and (out / "weights" / "cache" / "manifest.json").is_file()
+
+
+# ------------------------------------------------------------------ config: one declaration per field
+
+
+def test_config_round_trips_and_defaults_come_from_one_place(setup):
+    from nex_interp.core import NexParams
+    from nex_interp.interventions.config import TransferConfig, WeightsConfig
+
+    cfg = parse_config(_doc(setup["donor"], setup["recipient"], setup["weights"]), setup["dir"])
+    again = TransferConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.fingerprint() == cfg.fingerprint()
+    assert (cfg.weights.rho, cfg.weights.min_run) == (NexParams().rho, NexParams().min_run)
+    assert cfg.weights.nex_params() == NexParams()
+    assert WeightsConfig.from_dict({"file": "w.npz"}) == WeightsConfig(file="w.npz")
+
+
+@pytest.mark.parametrize("section, key", [("sets", "colour"), ("weights", "rh0"), ("evaluation", "problem")])
+def test_unknown_keys_name_the_key_and_the_valid_ones(setup, section, key):
+    from nex_interp.interventions.config import SECTIONS
+
+    doc = _doc(setup["donor"], setup["recipient"], setup["weights"])
+    doc[section] = {**doc[section], key: 1}
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc, setup["dir"])
+    msg = str(err.value)
+    valid = [f.name for cls in SECTIONS if cls.SECTION == section for f in cls.fields()]
+    assert f"{section}.{key} is unknown" in msg and all(v in msg for v in valid) and "\n" not in msg
+
+
+def test_cli_flags_come_from_the_config_fields(setup, tmp_path, capsys):
+    from nex_interp.cli import build_parser, main
+    from nex_interp.interventions.config import SECTIONS
+    from nex_interp.interventions.fields import flag_name, flag_overrides
+
+    parser = build_parser("transfer_cmds")
+    flags = {a for action in parser._subparsers._group_actions[0].choices["transfer"]._actions for a in action.option_strings}
+    for cls in SECTIONS:
+        for f in cls.fields():
+            assert (flag_name(cls.SECTION, f.name) in flags) == (f.metadata["kind"] != "table")
+    args = parser.parse_args(["transfer", "-o", "x", "--sets-k", "4,6", "--evaluation-problems", "9", "--weights-rho", "0.9"])
+    over = flag_overrides(args, list(SECTIONS))
+    assert over == {"sets": {"k": [4, 6]}, "evaluation": {"problems": 9}, "weights": {"rho": 0.9}}
+    path = tmp_path / "c.toml"
+    path.write_text(_toml(_doc(setup["donor"], setup["recipient"], setup["weights"])))
+    cfg = load_config(path, over)
+    assert (cfg.sets.k, cfg.evaluation.problems, cfg.weights.rho) == ((4, 6), 9, 0.9)
+    assert cfg.evaluation.batch_size == 12  # the file's other values stay
+    # a flag value goes through the same validation as the file's
+    assert main(["transfer", "--config", str(path), "-o", str(tmp_path / "out"), "--weights-rho", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "weights.rho" in err and len(err.strip().splitlines()) == 1
+    assert main(["transfer", "--config", str(path), "-o", str(tmp_path / "out"), "--sets-k", "4,x"]) == 2
+    assert "--sets-k" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_top_level_interventions_package_is_installed():
+    import tomllib
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[1]
+    find = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(where=str(root), include=find["include"])
+    assert "nex_interp.interventions" in packages
+    assert not [p for p in packages if not p.startswith("nex_interp")]
+    assert not (root / "interventions" / "__init__.py").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interventions.neuron_sets import (
+from nex_interp.interventions.neuron_sets import (
     NeuronSet,
     by_threshold,
     load_set,

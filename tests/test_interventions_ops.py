@@ -6,13 +6,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from interventions.ablation import ablate, mean_activations  # noqa: E402
-from interventions.generation import bridge_kv_cache, greedy_generate  # noqa: E402
-from interventions.hooks import attached_hook_count, installed, neuron_hook_name  # noqa: E402
-from interventions.neuron_sets import NeuronSet  # noqa: E402
-from interventions.patching import patch_from_donor, run_patched  # noqa: E402
-from interventions.transplant import mlp_projections, neuron_params, transplant  # noqa: E402
+from nex_interp.interventions.ablation import ablate, mean_activations  # noqa: E402
+from nex_interp.interventions.generation import greedy_generate  # noqa: E402
+from nex_interp.interventions.neuron_sets import NeuronSet  # noqa: E402
+from nex_interp.interventions.patching import patch_from_donor, run_patched  # noqa: E402
+from nex_interp.interventions.transplant import mlp_projections, neuron_params, transplant  # noqa: E402
 from nex_interp.errors import ConfigError  # noqa: E402
+from nex_interp.models.hooks import attached_hook_count, installed_hooks, neuron_hook_name, repair_bridge_kv_cache  # noqa: E402
 
 ARCHS = ("qwen3", "llama", "gpt2")
 SMALL = dict(d_model=32, d_mlp=48)
@@ -51,7 +51,7 @@ def _same_state(a, b) -> bool:
 
 
 def _out_bias(model, layer):
-    bias = mlp_projections(model.bridge, layer)["out"].bias
+    bias = mlp_projections(model, layer)["out"].bias
     return 0.0 if bias is None else bias
 
 
@@ -67,7 +67,7 @@ def test_transplanting_every_neuron_gives_the_donor_mlp_and_restores_exactly(pai
     before = _state(recipient)
     everything = NeuronSet.every_neuron(recipient.n_layers, recipient.d_mlp)
     names = {f"blocks.{L}.mlp.hook_in" for L in range(recipient.n_layers)} | {f"blocks.{L}.mlp.hook_out" for L in range(recipient.n_layers)}
-    with torch.no_grad(), transplant(donor.bridge, recipient.bridge, everything):
+    with torch.no_grad(), transplant(donor, recipient, everything):
         # through the bridge's own forward pass: the recipient's MLP maps its input as the donor's does
         cache = _hooked(recipient.bridge, ids, names)
         for L in range(recipient.n_layers):
@@ -86,14 +86,14 @@ def test_transplanting_every_neuron_gives_the_donor_mlp_and_restores_exactly(pai
 def test_transplant_moves_only_the_selected_neurons(pairs, arch):
     donor, recipient = pairs[arch]
     nset = NeuronSet.from_pairs("some", [(0, 1), (0, 5), (1, 7)])
-    with transplant(donor.bridge, recipient.bridge, nset):
+    with transplant(donor, recipient, nset):
         for L, units in {0: [1, 5], 1: [7]}.items():
-            for pd, pr in zip(neuron_params(donor.bridge, L), neuron_params(recipient.bridge, L)):
+            for pd, pr in zip(neuron_params(donor, L), neuron_params(recipient, L)):
                 idx = torch.tensor(units)
                 assert torch.equal(pr.param.index_select(pr.axis, idx), pd.param.index_select(pd.axis, idx)), pr.role
                 other = torch.tensor([u for u in range(recipient.d_mlp) if u not in units])
                 assert not torch.equal(pr.param.index_select(pr.axis, other), pd.param.index_select(pd.axis, other)), pr.role
-    roles = {p.role for p in neuron_params(recipient.bridge, 0)}
+    roles = {p.role for p in neuron_params(recipient, 0)}
     assert roles == ({"gate.weight", "in.weight", "out.weight"} if arch != "gpt2" else {"in.weight", "in.bias", "out.weight"})
 
 
@@ -103,11 +103,11 @@ def test_empty_set_changes_nothing(pairs, batch):
     with torch.no_grad():
         ref = recipient.bridge(ids)
         empty = NeuronSet.empty()
-        with transplant(donor.bridge, recipient.bridge, empty):
+        with transplant(donor, recipient, empty):
             assert torch.equal(recipient.bridge(ids), ref)
-        with ablate(recipient.bridge, empty):
+        with ablate(recipient, empty):
             assert torch.equal(recipient.bridge(ids), ref)
-        assert torch.equal(run_patched(donor.bridge, recipient.bridge, empty, ids), recipient.hf_model(input_ids=ids).logits)
+        assert torch.equal(run_patched(donor, recipient, empty, ids), recipient.hf_model(input_ids=ids).logits)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -118,7 +118,7 @@ def test_patching_every_neuron_gives_the_donor_activations(pairs, batch, arch):
     names = {neuron_hook_name(L) for L in range(recipient.n_layers)} | {f"blocks.{L}.mlp.hook_out" for L in range(recipient.n_layers)}
     with torch.no_grad():
         want = _hooked(donor.bridge, ids, names)
-        with patch_from_donor(donor.bridge, recipient.bridge, everything) as session:
+        with patch_from_donor(donor, recipient, everything) as session:
             donor.bridge(ids)
             got = _hooked(recipient.bridge, ids, names)
         assert session.donor_passes == session.recipient_passes == 1
@@ -137,7 +137,7 @@ def test_patching_a_subset_keeps_the_other_neurons_of_that_pass(pairs, batch):
     with torch.no_grad():
         d = _hooked(donor.bridge, ids, {name})[name]
         r = _hooked(recipient.bridge, ids, {name})[name]
-        with patch_from_donor(donor.bridge, recipient.bridge, nset):
+        with patch_from_donor(donor, recipient, nset):
             donor.bridge(ids)
             p = _hooked(recipient.bridge, ids, {name})[name]
     keep = [u for u in range(recipient.d_mlp) if u not in (2, 9)]
@@ -151,15 +151,15 @@ def test_patched_generation_is_consistent_with_teacher_forcing(pairs, batch):
     ids, mask = batch
     nset = NeuronSet.from_pairs("s", [(L, u) for L in range(2) for u in range(0, 48, 3)])
     pad = recipient.tokenizer.pad_token_id
-    with patch_from_donor(donor.bridge, recipient.bridge, nset) as session:
-        new = greedy_generate(recipient.hf_model, ids, mask, 6, None, pad, lockstep=[donor.hf_model])
+    with patch_from_donor(donor, recipient, nset) as session:
+        new = greedy_generate(recipient, ids, mask, 6, None, pad, lockstep=[donor])
     assert session.donor_passes == session.recipient_passes == 6
-    plain = greedy_generate(recipient.hf_model, ids, mask, 6, None, pad)
+    plain = greedy_generate(recipient, ids, mask, 6, None, pad)
     assert not torch.equal(new, plain)  # the patch changes what the recipient writes
     full = torch.cat([ids, new], dim=1)
     full_mask = torch.cat([mask, torch.ones_like(new)], dim=1)
     pos = (full_mask.cumsum(-1) - 1).clamp(min=0)
-    with torch.no_grad(), patch_from_donor(donor.bridge, recipient.bridge, nset):
+    with torch.no_grad(), patch_from_donor(donor, recipient, nset):
         donor.hf_model(input_ids=full, attention_mask=full_mask, position_ids=pos)
         logits = recipient.hf_model(input_ids=full, attention_mask=full_mask, position_ids=pos).logits
     teacher = logits[:, ids.shape[1] - 1 : -1].argmax(-1)
@@ -171,11 +171,10 @@ def test_generation_loop_matches_hf_generate(pairs, batch, arch):
     _, recipient = pairs[arch]
     ids, mask = batch
     tok = recipient.tokenizer
-    mine = greedy_generate(recipient.hf_model, ids, mask, 7, None, tok.pad_token_id)
-    with bridge_kv_cache(recipient.hf_model) as repaired:
-        hf = recipient.hf_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=7, do_sample=False,
-                                         pad_token_id=tok.pad_token_id, eos_token_id=None)
-    assert repaired == recipient.n_layers
+    mine = greedy_generate(recipient, ids, mask, 7, None, tok.pad_token_id)
+    assert repair_bridge_kv_cache(recipient.hf_model) == recipient.n_layers  # load_model repaired every attention module
+    hf = recipient.hf_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=7, do_sample=False,
+                                     pad_token_id=tok.pad_token_id, eos_token_id=None)
     assert torch.equal(mine, hf[:, ids.shape[1]:])
     # and both agree with decoding by full forward passes (no KV cache)
     seq, m = ids, mask
@@ -194,26 +193,26 @@ def test_ablation_zero_and_mean_set_the_hook_value(pairs, batch):
     names = {neuron_hook_name(0), neuron_hook_name(1)}
     with torch.no_grad():
         plain = _hooked(model.bridge, ids, names)
-        with ablate(model.bridge, nset, "zero"):
+        with ablate(model, nset, "zero"):
             z = _hooked(model.bridge, ids, names)
-        means = mean_activations(model.bridge, [(ids, mask)], nset)
-        with ablate(model.bridge, nset, "mean", means):
+        means = mean_activations(model, [(ids, mask)], nset)
+        with ablate(model, nset, "mean", means):
             m = _hooked(model.bridge, ids, names)
     assert torch.all(z[neuron_hook_name(0)][..., 3] == 0)
     assert torch.all(z[neuron_hook_name(1)][..., [0, 11]] == 0)
     assert torch.equal(z[neuron_hook_name(0)][..., 4:], plain[neuron_hook_name(0)][..., 4:])
     # the mean is over the real (unpadded) tokens only, of a forward pass that masks the padding
     seen = {}
-    with torch.no_grad(), installed(model.bridge, [(neuron_hook_name(1), lambda x, hook: seen.setdefault("x", x.clone()))]):
+    with torch.no_grad(), installed_hooks(model, [(neuron_hook_name(1), lambda x, hook: seen.setdefault("x", x.clone()))]):
         model.hf_model(input_ids=ids, attention_mask=mask)
     want = seen["x"][..., [0, 11]][mask.bool()].double().mean(0).float()
     torch.testing.assert_close(means[1], want)
     assert torch.allclose(m[neuron_hook_name(1)][..., [0, 11]], want.expand(*ids.shape, 2))
     with pytest.raises(ConfigError, match="mean"):
-        with ablate(model.bridge, nset, "mean"):
+        with ablate(model, nset, "mean"):
             pass
     with pytest.raises(ConfigError, match="unknown"):
-        with ablate(model.bridge, nset, "median"):  # type: ignore[arg-type]
+        with ablate(model, nset, "median"):  # type: ignore[arg-type]
             pass
 
 
@@ -222,38 +221,38 @@ def test_hooks_never_leak_after_an_exception(pairs, batch):
     ids, _ = batch
     nset = NeuronSet.from_pairs("s", [(0, 1), (1, 2)])
     before = _state(recipient)
-    assert attached_hook_count(donor.bridge) == attached_hook_count(recipient.bridge) == 0
+    assert attached_hook_count(donor) == attached_hook_count(recipient) == 0
 
     class Boom(Exception):
         pass
 
     with pytest.raises(Boom):
-        with patch_from_donor(donor.bridge, recipient.bridge, nset):
+        with patch_from_donor(donor, recipient, nset):
             donor.bridge(ids)
             raise Boom
     with pytest.raises(Boom):
-        with ablate(recipient.bridge, nset, "zero"):
+        with ablate(recipient, nset, "zero"):
             recipient.bridge(ids)
             raise Boom
     with pytest.raises(Boom):
-        with transplant(donor.bridge, recipient.bridge, nset):
+        with transplant(donor, recipient, nset):
             raise Boom
     # an error raised inside a hook (recipient run before the donor) also leaves nothing behind
     with pytest.raises(RuntimeError, match="donor has not run"):
-        with patch_from_donor(donor.bridge, recipient.bridge, nset):
+        with patch_from_donor(donor, recipient, nset):
             recipient.bridge(ids)
-    assert attached_hook_count(donor.bridge) == attached_hook_count(recipient.bridge) == 0
+    assert attached_hook_count(donor) == attached_hook_count(recipient) == 0
     assert _same_state(before, _state(recipient))
 
 
 def test_incompatible_models_and_out_of_range_sets_are_config_errors(pairs):
     donor, recipient = pairs["qwen3"]
     with pytest.raises(ConfigError, match="architectures differ"):
-        with transplant(pairs["gpt2"][0].bridge, recipient.bridge, NeuronSet.empty()):
+        with transplant(pairs["gpt2"][0], recipient, NeuronSet.empty()):
             pass
     with pytest.raises(ConfigError, match="same model"):
-        with patch_from_donor(recipient.bridge, recipient.bridge, NeuronSet.empty()):
+        with patch_from_donor(recipient, recipient, NeuronSet.empty()):
             pass
     with pytest.raises(ConfigError, match="unit 48"):
-        with transplant(donor.bridge, recipient.bridge, NeuronSet.from_pairs("x", [(0, 48)])):
+        with transplant(donor, recipient, NeuronSet.from_pairs("x", [(0, 48)])):
             pass

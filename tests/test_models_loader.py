@@ -69,7 +69,32 @@ def test_load_pico_identity(arch, pico_dirs):
     assert ident["gated_mlp"] == (arch != "gpt2")
     assert len(ident["weights_sha256"]) == 64
     json.dumps(ident)  # JSON-able: it goes into manifests
-    assert m.hf_model.model if arch != "gpt2" else m.hf_model.transformer  # noqa: B015
+    assert m.n_ctx == ident["n_ctx"] == 512 and "n_ctx_source" not in ident  # pico configs state 512
+    # the bridge runs the HF model's own modules: a change to an HF weight shows through the bridge
+    assert m.bridge.original_model is m.hf_model
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        before = m.bridge(ids).clone()
+        head = m.hf_model.get_output_embeddings().weight
+        saved = head.clone()
+        head.mul_(2.0)
+        after = m.bridge(ids)
+        head.copy_(saved)
+    assert not torch.equal(before, after)
+
+
+def test_context_length_is_read_given_or_recorded_as_assumed(pico_dirs, capsys):
+    from types import SimpleNamespace
+
+    from nex_interp.models.loader import ASSUMED_N_CTX, context_length
+
+    assert context_length(SimpleNamespace(n_positions=1024)) == (1024, "n_positions")
+    assert context_length(SimpleNamespace(max_position_embeddings=4096), n_ctx=300) == (300, "argument")
+    assert context_length(SimpleNamespace()) == (ASSUMED_N_CTX, "assumed")
+    with pytest.raises(ConfigError, match="n_ctx"):
+        context_length(SimpleNamespace(), n_ctx=0)
+    m = load_model(str(pico_dirs("qwen3")), n_ctx=64, boot_bridge=False)
+    assert m.n_ctx == m.identity["n_ctx"] == 64 and m.identity["n_ctx_source"] == "argument"
 
 
 def test_pico_seeds_same_shape_different_weights(pico_qwen3_pair, tmp_path):

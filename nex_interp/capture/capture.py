@@ -29,9 +29,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..keys import KeyScheme
+from ..models.hooks import NEURON_HOOK, StopForward, installed_hooks, run_until_stopped
 from ..models.prompts import encode_prompt, encode_response
 from . import token_stats as ts
-from .hooks import StopForward, installed_hooks, run_until_stopped
 from .rules import DEFAULT_RULE, ActivationRule, QuantileCalibrator, parse_rule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -280,7 +280,7 @@ def capture_batch(
     if config.token_stats:
         hooks.append((FINAL_NORM_HOOK, norm_hook))
     ids = _input_batch(model, items)
-    with installed_hooks(model.bridge, hooks):
+    with installed_hooks(model, hooks):
         _forward(model, ids)
     if config.token_stats:
         h = final_hidden["h"]
@@ -347,7 +347,7 @@ def calibrate_rule(model: "LoadedModel", items: list[_Item], rule: ActivationRul
     hooks = [(model.hook_name(L), layer_hook(L)) for L in layers]
     for start in range(0, len(sample), config.batch_size):
         batch = sample[start : start + config.batch_size]
-        with installed_hooks(model.bridge, hooks):
+        with installed_hooks(model, hooks):
             _forward(model, _input_batch(model, batch))
     return rule.with_thresholds(calib.thresholds(rule.value))
 
@@ -360,7 +360,7 @@ def capture_manifest(model: "LoadedModel", rule: ActivationRule, layers: tuple[i
     m = {
         "model": model.identity,
         "rule": rule.to_dict(),
-        "activation": "blocks.{L}.mlp.out.hook_in",
+        "activation": NEURON_HOOK,
         "row_tokens": config.row_tokens,
         "n_layers": model.n_layers,
         "d_mlp": model.d_mlp,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from typing import Any, Callable
 from ..atomic import atomic_path
 from ..errors import ConfigError, ModelError
 from ..hashing import sha256_file
+from .hooks import neuron_hook_name, repair_bridge_kv_cache
 
 DTYPES = ("float32", "bfloat16", "float16")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -71,35 +73,6 @@ class LoadedModel:
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.identity.get('spec')!r}, {self.n_layers} layers x {self.d_mlp} MLP units, {self.device}, {self.dtype})"
-
-
-def _cache_keyword(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
-        return args, {**kwargs, "past_key_values": kwargs["cache"]}
-    return None
-
-
-def repair_bridge_kv_cache(hf_model: Any) -> int:
-    """Make the bridge's attention components use the KV cache transformers 5.24 hands them.
-
-    TransformerLens 4.3's attention bridges read the cache from the keyword ``past_key_values``
-    (or ``layer_past``); transformers 5.24 passes it as ``cache``. Unrepaired, the cache stays
-    empty and every KV-cached decoding step (``hf_model.generate`` included) attends to its own
-    token only. A permanent forward pre-hook on each attention bridge copies the keyword across.
-    Idempotent; returns the number of modules hooked now. (Added by the interventions engineer.)
-    """
-    n = 0
-    for module in hf_model.modules():
-        if hasattr(module, "_update_kv_cache") and not getattr(module, "_nex_cache_keyword", False):
-            module.register_forward_pre_hook(_cache_keyword, with_kwargs=True)
-            module._nex_cache_keyword = True
-            n += 1
-    return n
-
-
-def neuron_hook_name(layer: int) -> str:
-    """``blocks.{L}.mlp.out.hook_in``: the input of layer L's MLP output projection (``act(gate) * up``)."""
-    return f"blocks.{layer}.mlp.out.hook_in"
 
 
 def nex_cache_dir() -> Path:
@@ -258,12 +231,29 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _n_ctx(config) -> int:
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+#: the config fields that state a model's context length, in the order they are read
+N_CTX_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+#: the context length assumed for a model whose config states none (recorded, see :func:`context_length`)
+ASSUMED_N_CTX = 2048
+
+
+def context_length(config: Any, n_ctx: int | None = None) -> tuple[int, str]:
+    """The model's context length and where it came from: ``(n, source)``.
+
+    ``n_ctx`` given: that value, source ``"argument"``. Otherwise the first of :data:`N_CTX_FIELDS`
+    the config sets (source: that field's name); a config that sets none gets
+    :data:`ASSUMED_N_CTX` with source ``"assumed"``, a choice ``load_model`` records in the model's
+    identity (so in every manifest and provenance record) and announces on stderr.
+    """
+    if n_ctx is not None:
+        if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 1:
+            raise ConfigError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        return n_ctx, "argument"
+    for name in N_CTX_FIELDS:
         v = getattr(config, name, None)
         if isinstance(v, int) and v > 0:
-            return v
-    return 2048
+            return v, name
+    return ASSUMED_N_CTX, "assumed"
 
 
 def _mlp_width(config) -> int:
@@ -277,12 +267,15 @@ def _mlp_width(config) -> int:
 
 
 def load_model(
-    spec: str, device: str = "cpu", dtype: str = "float32", cache_dir: str | Path | None = None, boot_bridge: bool = True
+    spec: str, device: str = "cpu", dtype: str = "float32", cache_dir: str | Path | None = None, boot_bridge: bool = True,
+    n_ctx: int | None = None,
 ) -> LoadedModel:
     """Load ``spec`` (see the module docstring) on ``device`` in ``dtype``.
 
     ``boot_bridge=False`` defers wrapping the model in a TransformerBridge until ``.bridge`` is
-    first used (generation-only callers never pay for it).
+    first used (generation-only callers never pay for it). ``n_ctx`` overrides the context length
+    the model's config states (:func:`context_length`); where the identity's ``n_ctx`` did not come
+    from the config, ``identity["n_ctx_source"]`` says so (``"argument"`` or ``"assumed"``).
 
     Raises :class:`ModelError` with one line when the model cannot be found or loaded (an unknown
     hub name while offline included).
@@ -338,6 +331,7 @@ def load_model(
         wsha = resolved.source_sha256 or weights_sha256(resolved.path)
     else:
         wsha = None
+    ctx, ctx_source = context_length(config, n_ctx)
     identity = {
         "spec": spec,
         "source": resolved.source,
@@ -348,11 +342,16 @@ def load_model(
         "n_layers": n_layers,
         "d_mlp": d_mlp,
         "d_model": int(getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)),
-        "n_ctx": _n_ctx(config),
+        "n_ctx": ctx,
         "vocab_size": int(config.vocab_size),
         "weights_sha256": wsha,
         "gated_mlp": _gated(hf_model),
     }
+    if ctx_source in ("argument", "assumed"):  # recorded only then, so identities read from configs stay as they were
+        identity["n_ctx_source"] = ctx_source
+    if ctx_source == "assumed":
+        print(f"nex: note: model {spec!r} states no context length ({', '.join(N_CTX_FIELDS)}): "
+              f"assuming {ASSUMED_N_CTX} tokens (recorded as n_ctx_source in its identity)", file=sys.stderr)
     return LoadedModel(
         bridge=boot() if boot_bridge else None, hf_model=hf_model, tokenizer=tokenizer, identity=identity,
         n_layers=n_layers, d_mlp=d_mlp, n_ctx=identity["n_ctx"], device=device, dtype=dtype, boot=boot,

@@ -4,6 +4,8 @@
   with the rows' text when it can be recovered (see :mod:`nex_interp.report.text`).
 * :func:`effective_overlap`: how much the effective (or redundant) neuron sets of several
   variants overlap (Jaccard index and shared counts).
+* :func:`top_activating_tokens`: each neuron's strongest tokens with their context, as a table
+  (the forward passes are :func:`nex_interp.models.activations.top_activations`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from .text import row_texts
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+
+    from ..models.loader import LoadedModel
 
 
 def neuron_contexts(
@@ -132,7 +136,7 @@ def effective_overlap(weights: Mapping[str, NeuronWeights], *, kind: str = "effe
 
 
 def top_activating_tokens(
-    model: Any,
+    model: "LoadedModel",
     sequences: Sequence[Sequence[int]],
     neurons: Sequence[tuple[int, int]],
     *,
@@ -142,43 +146,29 @@ def top_activating_tokens(
 ) -> "pd.DataFrame":
     """The tokens on which each neuron's activation is largest, over the given token sequences.
 
-    ``model`` is a :class:`~nex_interp.models.loader.LoadedModel`; each sequence (token ids, e.g.
-    prompt + response) runs once through its TransformerLens bridge, reading the neuron hook
-    ``blocks.{L}.mlp.out.hook_in`` of the layers involved. Columns: ``layer, unit, rank, sequence,
-    position, activation, token, context`` where ``context`` shows ``window`` tokens on each side
-    with the token itself in double angle brackets.
+    ``model`` is a :class:`~nex_interp.models.loader.LoadedModel`; the activations come from
+    :func:`nex_interp.models.activations.top_activations` (one forward pass per sequence, hooked at
+    ``blocks.{L}.mlp.out.hook_in``). Columns: ``layer, unit, rank, sequence, position, activation,
+    token, context`` where ``context`` shows ``window`` tokens on each side with the token itself
+    in double angle brackets.
     """
     import pandas as pd
-    import torch
-    from tqdm.auto import tqdm
+
+    from ..models.activations import top_activations
 
     if top < 1 or window < 0:
         raise ConfigError(f"top must be >= 1 and window >= 0, got top={top}, window={window}")
-    bad = [(L, U) for L, U in neurons if not (0 <= L < model.n_layers and 0 <= U < model.d_mlp)]
-    if bad:
-        raise ConfigError(f"neurons {bad[:3]} are outside the model's {model.n_layers} layers x {model.d_mlp} units")
-    names = {L: model.hook_name(L) for L in sorted({int(L) for L, _ in neurons})}
-    per_neuron: dict[tuple[int, int], list[tuple[float, int, int]]] = {(int(L), int(U)): [] for L, U in neurons}
-    for s, ids in enumerate(tqdm(sequences, desc="neuron activations", unit="seq", disable=not progress)):
-        tokens = torch.tensor([list(ids)], dtype=torch.long, device=model.device)
-        with torch.inference_mode():
-            _, acts = model.bridge.run_with_cache(tokens, names_filter=list(names.values()))
-        for (L, U), found in per_neuron.items():
-            values = acts[names[L]][0, :, U].float().cpu().numpy()
-            for pos in np.argsort(-values, kind="stable")[:top]:
-                found.append((float(values[pos]), s, int(pos)))
-        del acts
+    found = top_activations(model, sequences, neurons, top=top, progress=progress)
     tok = model.tokenizer
 
     def show(ids: Sequence[int]) -> str:
         return tok.decode(list(ids)) if len(ids) else ""
 
     records = []
-    for (L, U), found in per_neuron.items():
-        found.sort(key=lambda r: (-r[0], r[1], r[2]))
-        for rank, (value, s, pos) in enumerate(found[:top], 1):
-            ids = list(sequences[s])
+    for (L, U), acts in found.items():
+        for rank, a in enumerate(acts, 1):
+            ids, pos = list(sequences[a.sequence]), a.position
             left, here, right = ids[max(0, pos - window) : pos], ids[pos : pos + 1], ids[pos + 1 : pos + 1 + window]
-            records.append({"layer": L, "unit": U, "rank": rank, "sequence": s, "position": pos, "activation": value,
+            records.append({"layer": L, "unit": U, "rank": rank, "sequence": a.sequence, "position": pos, "activation": a.value,
                             "token": show(here), "context": f"{show(left)} «{show(here)}» {show(right)}".strip()})
     return pd.DataFrame(records, columns=["layer", "unit", "rank", "sequence", "position", "activation", "token", "context"])

@@ -77,9 +77,10 @@ def write_results_csv(rows: list[ResultRow], path: Path) -> None:
         tmp.write_text(results_csv_text(rows))
 
 
-def plot_dose_response(rows: list[ResultRow], title: str = "", baseline: str = "recipient"):
-    """A matplotlib Figure: delta vs k per condition with the bootstrap intervals shaded
-    (:func:`nex_interp.plots.plot_dose_response`), plus the donor's own delta as a dashed line."""
+def plot_results(rows: list[ResultRow], title: str = "", baseline: str = "recipient"):
+    """The experiment's ``dose_response.png``: a matplotlib Figure of delta vs k per condition with
+    the bootstrap intervals shaded, drawn by :func:`nex_interp.plots.plot_dose_response` from the
+    result rows, plus the donor's own delta as a dashed line."""
     import pandas as pd
 
     from nex_interp.plots import plot_dose_response as plot_curve

@@ -19,7 +19,10 @@ from nex_interp.atomic import atomic_path
 from nex_interp.errors import ConfigError
 from nex_interp.neuron_weights import NeuronWeights
 
-from .config import TransferConfig, model_spec
+from nex_interp.core.params import NexParams
+
+from .config import TransferConfig
+from .preflight import model_spec
 from .tasks import get_task
 
 #: prefix of the calibration problems' ids (they are drawn with ``weights.seed``, unlabeled)
@@ -28,12 +31,12 @@ WEIGHTS_PREFIX = "w"
 SOURCE = "source.json"
 
 
-def learn_from_cache(cache: Path) -> NeuronWeights:
-    """NEX weights learned on the cache at ``cache`` with the reference parameters."""
+def learn_from_cache(cache: Path, params: NexParams | None = None) -> NeuronWeights:
+    """NEX weights learned on the cache at ``cache`` with ``params`` (the reference parameters by default)."""
     from nex_interp.cache.reader import open_cache
     from nex_interp.core import learn_weights
 
-    return learn_weights(open_cache(cache))
+    return learn_weights(open_cache(cache), params or NexParams())
 
 
 def capture_and_learn(cfg: TransferConfig, wdir: Path, loader: Callable[..., Any], show_progress: bool = True) -> tuple[NeuronWeights, dict]:
@@ -58,7 +61,7 @@ def capture_and_learn(cfg: TransferConfig, wdir: Path, loader: Callable[..., Any
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in responses))
     cache = wdir / "cache"
     capture_cache(model, responses, cache, CaptureConfig(row_tokens=w.row_tokens, rule=w.rule, progress=show_progress), resume=True)
-    weights = learn_from_cache(cache)
+    weights = learn_from_cache(cache, w.nex_params())
     save_weights(weights, wdir / "weights.npz")
     info = {"source": "capture", "model": w.model, "model_identity": model.identity, "path": str(wdir / "weights.npz"),
             "cache": str(cache), "n_responses": len(responses), "n_weighted": len(weights),
@@ -81,7 +84,7 @@ def obtain_weights(cfg: TransferConfig, out: Path, loader: Callable[..., Any], s
         path = cfg.path(w.cache)
         if not path.is_dir():
             raise ConfigError(f"config field weights.cache: {path} is not a cache directory")
-        weights = learn_from_cache(path)
+        weights = learn_from_cache(path, w.nex_params())
         return weights, {"source": "cache", "path": str(path), "model": w.model, "n_weighted": len(weights)}
     wdir = out / "weights"
     if (wdir / "weights.npz").is_file() and (wdir / SOURCE).is_file():

@@ -1,4 +1,4 @@
-"""Run one transfer experiment from a :class:`~interventions.config.TransferConfig`.
+"""Run one transfer experiment from a :class:`~nex_interp.interventions.config.TransferConfig`.
 
 Steps: check the config (no model loaded) -> load recipient (and donor) -> get NEX weights ->
 build the neuron sets for every k and condition -> evaluate the untouched recipient (and donor)
@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -30,11 +30,15 @@ from nex_interp.neuron_weights import NeuronWeights
 from nex_interp.plots import save_figure
 from nex_interp.provenance import dumps, record, write_sidecar
 
-from .config import TransferConfig, check_before_loading, model_spec
+from .config import TransferConfig
 from .evaluate import Evaluation, evaluate, full_sequences
 from .neuron_sets import NeuronSet, random_matched, save_set, top_effective, top_redundant
-from .results import aggregate, plot_dose_response, write_results_csv
+from .preflight import check_before_loading, model_spec
+from .results import aggregate, plot_results, write_results_csv
 from .tasks import EvalProblem, get_task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nex_interp.models.loader import LoadedModel
 
 PROGRESS = "progress.jsonl"
 #: seed offset of the problems used as the reference inputs of mean ablation
@@ -137,7 +141,8 @@ class ProgressLog:
 
 
 @contextlib.contextmanager
-def intervention(cfg: TransferConfig, donor: Any, recipient: Any, nset: NeuronSet, means: dict | None) -> Iterator[list]:
+def intervention(cfg: TransferConfig, donor: "LoadedModel | None", recipient: "LoadedModel", nset: NeuronSet,
+                 means: dict | None) -> Iterator[list]:
     """The operation's context for one set; yields the lockstep models for generation."""
     from .ablation import ablate
     from .patching import patch_from_donor
@@ -145,31 +150,30 @@ def intervention(cfg: TransferConfig, donor: Any, recipient: Any, nset: NeuronSe
 
     kind = cfg.operation.kind
     if kind == "transplant":
-        with transplant(donor.bridge, recipient.bridge, nset):
+        with transplant(donor, recipient, nset):
             yield []
     elif kind == "patch":
-        with patch_from_donor(donor.bridge, recipient.bridge, nset):
-            yield [donor.hf_model]
+        with patch_from_donor(donor, recipient, nset):
+            yield [donor]
     else:
         sliced = None
         if cfg.operation.ablation == "mean":
             sliced = {L: means[L][units] for L, units in nset.by_layer().items()}  # type: ignore[index]
-        with ablate(recipient.bridge, nset, cfg.operation.ablation, sliced):
+        with ablate(recipient, nset, cfg.operation.ablation, sliced):
             yield []
 
 
-def _mean_reference(cfg: TransferConfig, recipient: Any, task: Any) -> dict:
+def _mean_reference(cfg: TransferConfig, recipient: "LoadedModel", task: Any) -> dict:
     """Mean activation of every neuron of the recipient over its own answers to reference problems."""
     import torch
 
     from .ablation import mean_activations
 
     problems = task.problems(cfg.operation.mean_problems, cfg.evaluation.seed + MEAN_SEED_OFFSET)
-    ev = evaluate(recipient.hf_model, recipient.tokenizer, task, problems, cfg.evaluation.batch_size,
-                  cfg.evaluation.max_new_tokens, device=recipient.device)
+    ev = evaluate(recipient, task, problems, cfg.evaluation.batch_size, cfg.evaluation.max_new_tokens)
     everything = NeuronSet.every_neuron(recipient.n_layers, recipient.d_mlp)
-    batches = full_sequences(recipient.tokenizer, problems, ev.responses, cfg.evaluation.batch_size, recipient.device)
-    means = mean_activations(recipient.bridge, batches, everything)
+    batches = full_sequences(recipient, problems, ev.responses, cfg.evaluation.batch_size)
+    means = mean_activations(recipient, batches, everything)
     return {L: m.to(torch.float32) for L, m in means.items()}
 
 
@@ -217,7 +221,7 @@ def run_experiment(cfg: TransferConfig, out: str | Path, show_progress: bool = T
     if cfg.operation.kind != "ablate":
         donor = loader(model_spec(cfg, cfg.models.donor or ""), device=cfg.models.device, dtype=cfg.models.dtype)
         try:
-            check_same_architecture(donor.bridge, recipient.bridge)
+            check_same_architecture(donor, recipient)
         except ConfigError as e:
             raise ConfigError(f"config fields models.donor and models.recipient: {e}") from None
     weights, weights_info = obtain_weights(cfg, out, loader, show_progress)
@@ -247,12 +251,10 @@ def run_experiment(cfg: TransferConfig, out: str | Path, show_progress: bool = T
             bar.set_postfix_str(unit.key)
             started = time.time()
             if unit.condition == "recipient":
-                ev = evaluate(recipient.hf_model, recipient.tokenizer, task, problems, cfg.evaluation.batch_size,
-                              cfg.evaluation.max_new_tokens, progress=bar, device=recipient.device)
+                ev = evaluate(recipient, task, problems, cfg.evaluation.batch_size, cfg.evaluation.max_new_tokens, progress=bar)
                 size = 0
             elif unit.condition == "donor":
-                ev = evaluate(donor.hf_model, donor.tokenizer, task, problems, cfg.evaluation.batch_size,  # type: ignore[union-attr]
-                              cfg.evaluation.max_new_tokens, progress=bar, device=donor.device)  # type: ignore[union-attr]
+                ev = evaluate(donor, task, problems, cfg.evaluation.batch_size, cfg.evaluation.max_new_tokens, progress=bar)  # type: ignore[arg-type]
                 size = 0
             else:
                 nset = sets[unit.key]
@@ -263,8 +265,8 @@ def run_experiment(cfg: TransferConfig, out: str | Path, show_progress: bool = T
                     bar.update(len(problems))
                 else:
                     with intervention(cfg, donor, recipient, nset, means) as lockstep:
-                        ev = evaluate(recipient.hf_model, recipient.tokenizer, task, problems, cfg.evaluation.batch_size,
-                                      cfg.evaluation.max_new_tokens, lockstep=lockstep, progress=bar, device=recipient.device)
+                        ev = evaluate(recipient, task, problems, cfg.evaluation.batch_size, cfg.evaluation.max_new_tokens,
+                                      lockstep=lockstep, progress=bar)
             log.add(unit, ev, size, time.time() - started)
     finally:
         bar.close()
@@ -283,7 +285,7 @@ def write_outputs(cfg: TransferConfig, out: Path, log: ProgressLog, sets: dict[s
     write_results_csv(rows, results_csv)
     plot = out / "dose_response.png"
     title = f"{cfg.operation.kind}: {cfg.models.donor or ''} -> {cfg.models.recipient}" if cfg.operation.kind != "ablate" else f"ablate ({cfg.operation.ablation}) in {cfg.models.recipient}"
-    fig = plot_dose_response(rows, title, "recipient" if cfg.operation.kind != "ablate" else "model")
+    fig = plot_results(rows, title, "recipient" if cfg.operation.kind != "ablate" else "model")
     save_figure(fig, plot, command="nex transfer", config=cfg.to_dict())
     import matplotlib.pyplot as plt
 

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
 from jaxtyping import Float, Int
 
 from nex_interp.errors import ConfigError
+from nex_interp.models.hooks import installed_hooks, neuron_hook_name
 
-from .hooks import installed, neuron_hook_name
 from .neuron_sets import NeuronSet
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from nex_interp.models.loader import LoadedModel
 else:
     Tensor = Any
 
@@ -28,7 +30,7 @@ ABLATION_MODES = ("zero", "mean")
 
 
 def mean_activations(
-    model: Any,
+    model: "LoadedModel",
     batches: Iterable[tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]],
     neurons: NeuronSet,
 ) -> dict[int, Float[Tensor, " k"]]:
@@ -55,19 +57,21 @@ def mean_activations(
         return fn
 
     hooks = [(neuron_hook_name(L), accumulate(L)) for L in groups]
-    with torch.no_grad(), installed(model, hooks):
+    with torch.no_grad(), installed_hooks(model, hooks):
         for input_ids, attention_mask in batches:
             current_mask[0] = attention_mask
             count[0] += int(attention_mask.sum())
-            model.original_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            model.hf_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     if count[0] == 0:
         raise ConfigError("mean ablation needs reference inputs with at least one token")
     return {L: (s / count[0]).to(torch.float32) for L, s in sums.items()}
 
 
 @contextlib.contextmanager
-def ablate(model: Any, neurons: NeuronSet, mode: AblationMode = "zero", means: dict[int, Any] | None = None) -> Iterator[Any]:
-    """Within the block, ``neurons`` of ``model`` (a bridge) output zero, or ``means[layer]``.
+def ablate(
+    model: "LoadedModel", neurons: NeuronSet, mode: AblationMode = "zero", means: dict[int, Any] | None = None
+) -> Iterator["LoadedModel"]:
+    """Within the block, ``neurons`` of ``model`` output zero, or ``means[layer]``.
 
     ``mode="mean"`` needs ``means`` from :func:`mean_activations` over the same set. Yields the
     model; hooks are removed on exit, also after an exception.
@@ -76,11 +80,11 @@ def ablate(model: Any, neurons: NeuronSet, mode: AblationMode = "zero", means: d
 
     if mode not in ABLATION_MODES:
         raise ConfigError(f"ablation mode {mode!r} is unknown: use 'zero' or 'mean'")
-    neurons.check_fits(len(model.blocks), int(model.cfg.d_mlp), "model")
+    neurons.check_fits(model.n_layers, model.d_mlp, "model")
     groups = neurons.by_layer()
     if mode == "mean":
         if means is None:
-            raise ConfigError("mean ablation needs the reference means (interventions.ablation.mean_activations)")
+            raise ConfigError("mean ablation needs the reference means (nex_interp.interventions.ablation.mean_activations)")
         for L, u in groups.items():
             if L not in means or tuple(means[L].shape) != (len(u),):
                 raise ConfigError(f"reference means do not cover layer {L}'s {len(u)} neurons: recompute them for this set")
@@ -99,5 +103,5 @@ def ablate(model: Any, neurons: NeuronSet, mode: AblationMode = "zero", means: d
             return out
         return fn
 
-    with installed(model, [(neuron_hook_name(L), fix(L)) for L in groups]):
+    with installed_hooks(model, [(neuron_hook_name(L), fix(L)) for L in groups]):
         yield model

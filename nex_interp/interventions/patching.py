@@ -6,7 +6,7 @@ forward pass of the recipient replaces its own values of those neurons with the 
 The two models must therefore run in lockstep on the same tokens: donor first, then recipient.
 That holds for a teacher-forced pass (:func:`run_patched`) and for KV-cached generation, where
 each decoding step feeds the same new tokens to both models (``lockstep`` in
-:func:`interventions.generation.greedy_generate`).
+:func:`nex_interp.interventions.generation.greedy_generate`).
 
 A recipient pass that finds no fresh donor activations, or donor activations of another shape,
 raises ``RuntimeError`` (a programming error: the donor did not run on the same tokens first).
@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from jaxtyping import Float, Int
 
-from .hooks import installed, neuron_hook_name
+from nex_interp.models.hooks import installed_hooks, neuron_hook_name
+
 from .neuron_sets import NeuronSet
 from .transplant import check_same_architecture
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from nex_interp.models.loader import LoadedModel
 else:  # jaxtyping needs a name at import time; torch is loaded by the functions that use it
     Tensor = Any
 
@@ -40,15 +43,15 @@ class PatchSession:
 
 
 @contextlib.contextmanager
-def patch_from_donor(donor: Any, recipient: Any, neurons: NeuronSet) -> Iterator[PatchSession]:
+def patch_from_donor(donor: "LoadedModel", recipient: "LoadedModel", neurons: NeuronSet) -> Iterator[PatchSession]:
     """Within the block, every recipient pass uses the donor's activations for ``neurons``.
 
-    ``donor`` and ``recipient`` are TransformerLens bridges of the same architecture. Run the
+    ``donor`` and ``recipient`` are loaded models of the same architecture. Run the
     donor on the tokens first, then the recipient on the same tokens (same batch and positions).
     Hooks are removed on exit, also after an exception.
     """
     check_same_architecture(donor, recipient)
-    neurons.check_fits(len(recipient.blocks), int(recipient.cfg.d_mlp), "recipient")
+    neurons.check_fits(recipient.n_layers, recipient.d_mlp, "recipient")
     session = PatchSession()
     groups = neurons.by_layer()
     last_layer = max(groups) if groups else None
@@ -86,7 +89,7 @@ def patch_from_donor(donor: Any, recipient: Any, neurons: NeuronSet) -> Iterator
 
     donor_hooks = [(neuron_hook_name(L), record(L)) for L in groups]
     recipient_hooks = [(neuron_hook_name(L), replace(L)) for L in groups]
-    with installed(donor, donor_hooks), installed(recipient, recipient_hooks):
+    with installed_hooks(donor, donor_hooks), installed_hooks(recipient, recipient_hooks):
         try:
             yield session
         finally:
@@ -94,8 +97,8 @@ def patch_from_donor(donor: Any, recipient: Any, neurons: NeuronSet) -> Iterator
 
 
 def run_patched(
-    donor: Any,
-    recipient: Any,
+    donor: "LoadedModel",
+    recipient: "LoadedModel",
     neurons: NeuronSet,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"] | None = None,
@@ -104,5 +107,5 @@ def run_patched(
     import torch
 
     with torch.no_grad(), patch_from_donor(donor, recipient, neurons):
-        donor.original_model(input_ids=tokens, attention_mask=attention_mask, use_cache=False)
-        return recipient.original_model(input_ids=tokens, attention_mask=attention_mask, use_cache=False).logits
+        donor.hf_model(input_ids=tokens, attention_mask=attention_mask, use_cache=False)
+        return recipient.hf_model(input_ids=tokens, attention_mask=attention_mask, use_cache=False).logits

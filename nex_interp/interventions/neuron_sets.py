@@ -221,7 +221,7 @@ def to_csv_text(s: NeuronSet) -> str:
     return buf.getvalue()
 
 
-def save_set(s: NeuronSet, path: str | Path, command: str = "interventions.save_set") -> Path:
+def save_set(s: NeuronSet, path: str | Path, command: str = "nex_interp.interventions.save_set") -> Path:
     """Write the set as a CSV table (atomically) with a provenance sidecar; returns ``path``."""
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -7,21 +7,25 @@ from donor to recipient and restores the recipient's own values, bit for bit, wh
 exits (also on an exception). With every neuron of every layer transplanted, each MLP of the
 recipient computes the donor's MLP function.
 
-The copy is made on the Hugging Face modules that the TransformerLens bridge wraps
+The copy is made on the Hugging Face modules that the model's TransformerLens bridge wraps
 (``bridge.blocks[L].mlp.gate/in/out.original_component``); the bridge runs those same modules, so
 its forward pass (and the HF model's ``generate``) sees the change. Bridges in compatibility
-mode keep folded copies of the weights and are refused.
+mode keep folded copies of the weights and are refused. Every function takes
+:class:`~nex_interp.models.loader.LoadedModel` objects.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from nex_interp.errors import ConfigError
 
 from .neuron_sets import NeuronSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nex_interp.models.loader import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,9 @@ def _hf_module(component: Any) -> Any:
     return component if inner is None else inner
 
 
-def mlp_projections(bridge: Any, layer: int) -> dict[str, Any]:
+def mlp_projections(model: "LoadedModel", layer: int) -> dict[str, Any]:
     """The HF modules of layer ``layer``'s MLP: ``{"gate"?: ..., "in": ..., "out": ...}``."""
-    mlp = bridge.blocks[layer].mlp
+    mlp = model.bridge.blocks[layer].mlp
     out: dict[str, Any] = {}
     for name in ("gate", "in", "out"):
         comp = getattr(mlp, name, None)
@@ -62,7 +66,7 @@ def mlp_projections(bridge: Any, layer: int) -> dict[str, Any]:
     return out
 
 
-def neuron_params(bridge: Any, layer: int) -> list[NeuronParam]:
+def neuron_params(model: "LoadedModel", layer: int) -> list[NeuronParam]:
     """Every parameter of layer ``layer``'s MLP that holds per-neuron values, with its neuron axis.
 
     Linear weights are ``[out_features, in_features]``; Conv1D weights are ``[in, out]``. Input
@@ -70,7 +74,7 @@ def neuron_params(bridge: Any, layer: int) -> list[NeuronParam]:
     bias is shared by all neurons and is not included.
     """
     params = []
-    for name, mod in mlp_projections(bridge, layer).items():
+    for name, mod in mlp_projections(model, layer).items():
         kind = _linear_kind(mod)
         if name == "out":
             params.append(NeuronParam("out.weight", mod.weight, 1 if kind == "linear" else 0))
@@ -81,11 +85,11 @@ def neuron_params(bridge: Any, layer: int) -> list[NeuronParam]:
     return params
 
 
-def check_same_architecture(donor: Any, recipient: Any) -> None:
+def check_same_architecture(donor: "LoadedModel", recipient: "LoadedModel") -> None:
     """Raise ConfigError unless donor and recipient have the same layers and MLP parameter shapes."""
-    if donor is recipient:
+    if donor is recipient or donor.hf_model is recipient.hf_model:
         raise ConfigError("donor and recipient are the same model object: load them separately")
-    nd, nr = len(donor.blocks), len(recipient.blocks)
+    nd, nr = len(donor.bridge.blocks), len(recipient.bridge.blocks)
     if nd != nr:
         raise ConfigError(f"architectures differ: donor has {nd} layers, recipient {nr}")
     for L in range(nd):
@@ -96,16 +100,16 @@ def check_same_architecture(donor: Any, recipient: Any) -> None:
             raise ConfigError(f"architectures differ in layer {L}'s MLP: donor {sd}, recipient {sr}")
 
 
-def _check_not_compat(bridge: Any, who: str) -> None:
-    if getattr(bridge, "compatibility_mode", False):
+def _check_not_compat(model: "LoadedModel", who: str) -> None:
+    if getattr(model.bridge, "compatibility_mode", False):
         raise ConfigError(f"the {who} bridge is in compatibility mode (folded weights): boot it without enable_compatibility_mode() to transplant")
 
 
 @contextlib.contextmanager
-def transplant(donor: Any, recipient: Any, neurons: NeuronSet) -> Iterator[Any]:
+def transplant(donor: "LoadedModel", recipient: "LoadedModel", neurons: NeuronSet) -> Iterator["LoadedModel"]:
     """Within the block, the recipient's ``neurons`` carry the donor's input rows and output columns.
 
-    ``donor`` and ``recipient`` are TransformerLens bridges of the same architecture. Yields the
+    ``donor`` and ``recipient`` are loaded models of the same architecture. Yields the
     recipient. On exit the recipient's original values are written back exactly.
     """
     import torch
@@ -113,7 +117,7 @@ def transplant(donor: Any, recipient: Any, neurons: NeuronSet) -> Iterator[Any]:
     _check_not_compat(recipient, "recipient")
     _check_not_compat(donor, "donor")
     check_same_architecture(donor, recipient)
-    neurons.check_fits(len(recipient.blocks), int(recipient.cfg.d_mlp), "recipient")
+    neurons.check_fits(recipient.n_layers, recipient.d_mlp, "recipient")
     saved: list[tuple[Any, int, Any, Any]] = []
     try:
         with torch.no_grad():

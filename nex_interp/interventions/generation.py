@@ -2,54 +2,33 @@
 
 Every condition of an experiment (untouched, transplanted, patched, ablated) is decoded by the same
 loop, so differences in accuracy come from the intervention, not from the decoder. The loop runs
-the Hugging Face model that a TransformerLens bridge wraps (the bridge's hooks fire inside it).
-``lockstep`` models receive exactly the same input tokens, attention mask and positions at every
+the Hugging Face model of a :class:`~nex_interp.models.loader.LoadedModel` (its bridge's hooks
+fire inside it). ``lockstep`` models receive exactly the same input tokens, attention mask and positions at every
 step, each with its own KV cache, *before* the main model: this is what activation patching
 during generation needs (the donor's activations on the recipient's tokens).
 
 Prompts are left-padded; position ids follow the attention mask, so a padded prompt decodes as it
 would alone (up to floating-point summation order).
 
-KV cache and TransformerLens 4.3 on transformers 5.24: the bridge's attention components look for
-the cache under the keyword ``past_key_values`` (or ``layer_past``), but transformers 5.24 passes
-it as ``cache``. Unrepaired, the cache stays empty and every decoding step attends to its own
-token only (HF ``generate`` on the wrapped model is silently wrong too). :func:`bridge_kv_cache`
-maps the keyword for the duration of a generation.
+Decoding runs through the HF model, so the bridge's KV-cache keyword repair
+(:func:`nex_interp.models.hooks.repair_bridge_kv_cache`) must be in place; it is applied to every
+model here (a no-op for models :func:`nex_interp.models.loader.load_model` booted).
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from jaxtyping import Int
 
+from nex_interp.models.hooks import repair_bridge_kv_cache
+
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from nex_interp.models.loader import LoadedModel
 else:
     Tensor = Any
-
-
-def _cache_keyword(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-    if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
-        return args, {**kwargs, "past_key_values": kwargs["cache"]}
-    return None
-
-
-@contextlib.contextmanager
-def bridge_kv_cache(model: Any) -> Iterator[int]:
-    """Within the block, the bridge attention modules inside HF ``model`` use the KV cache it is given.
-
-    Installs a forward pre-hook on every module that has the bridge's ``_update_kv_cache`` that
-    copies the ``cache`` keyword to ``past_key_values``; removes them on exit. Yields how many
-    modules were repaired (0 for a model not wrapped by a bridge).
-    """
-    handles = [m.register_forward_pre_hook(_cache_keyword, with_kwargs=True) for m in model.modules() if hasattr(m, "_update_kv_cache")]
-    try:
-        yield len(handles)
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _forward(model: Any, input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> tuple[Any, Any]:
@@ -58,19 +37,18 @@ def _forward(model: Any, input_ids: Any, attention_mask: Any, position_ids: Any,
 
 
 def greedy_generate(
-    model: Any,
+    model: "LoadedModel",
     input_ids: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     max_new_tokens: int,
     eos_token_id: int | None,
     pad_token_id: int,
-    lockstep: Sequence[Any] = (),
+    lockstep: Sequence["LoadedModel"] = (),
 ) -> Int[Tensor, "batch new"]:
     """Greedy continuation of left-padded prompts; returns the new tokens (``pad`` after EOS).
 
-    ``model`` and each of ``lockstep`` are HF causal LMs (e.g. ``bridge.original_model``). A
-    sequence stops at its first ``eos_token_id``; the loop stops when all have, or after
-    ``max_new_tokens``.
+    ``model`` and each of ``lockstep`` are loaded models (their HF models decode). A sequence
+    stops at its first ``eos_token_id``; the loop stops when all have, or after ``max_new_tokens``.
     """
     import torch
 
@@ -82,14 +60,13 @@ def greedy_generate(
     step_ids, step_pos = input_ids, positions
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     new_tokens = []
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.no_grad())
-        for m in (*lockstep, model):
-            stack.enter_context(bridge_kv_cache(m))
+    for m in (*lockstep, model):
+        repair_bridge_kv_cache(m.hf_model)
+    with torch.no_grad():
         for _ in range(max_new_tokens):
             for i, other in enumerate(lockstep):
-                _, caches[i] = _forward(other, step_ids, mask, step_pos, caches[i])
-            logits, caches[-1] = _forward(model, step_ids, mask, step_pos, caches[-1])
+                _, caches[i] = _forward(other.hf_model, step_ids, mask, step_pos, caches[i])
+            logits, caches[-1] = _forward(model.hf_model, step_ids, mask, step_pos, caches[-1])
             nxt = logits.argmax(dim=-1)
             nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
             new_tokens.append(nxt)
