@@ -257,9 +257,10 @@ def test_weights_captured_from_a_model_are_kept_and_checked(setup, tmp_path):
 
     doc = _doc(setup["donor"], setup["recipient"], setup["weights"], sets={"k": [4], "conditions": ["effective"]},
                evaluation={"problems": 4, "batch_size": 4, "max_new_tokens": 3, "bootstrap": 200})
-    doc["weights"] = {"model": str(setup["donor"]), "problems": 3, "samples": 2, "max_new_tokens": 12, "row_tokens": 2}
+    doc["weights"] = {"model": str(setup["donor"]), "problems": 3, "samples": 2, "max_new_tokens": 12, "row_tokens": 8}
     out = tmp_path / "out"
-    # responses of a random pico model hold no explore->exploit cycle, so no neuron is credited
+    # responses of at most 12 tokens cut into 8-token rows have at most 2 rows: NEX skips every
+    # response (it needs 3 rows), so no neuron is credited
     with pytest.raises(ConfigError, match="credit no neuron"):
         run_experiment(parse_config(doc, setup["dir"]), out, show_progress=False)
     rows = [json.loads(x) for x in (out / "weights" / "responses.jsonl").read_text().splitlines()]
