@@ -157,8 +157,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     """
     from ..atomic import atomic_path
     from ..provenance import record, write_sidecar
-    from ..selection.pipeline import variant_metrics
-    from ..selection.ranking import rank_all
+    from ..selection.pipeline import rank_variants
 
     out = Path(args.output)
     variants: dict[str, str] = {}
@@ -178,21 +177,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
         if name not in variants:
             raise ConfigError(f"--responses {spec!r}: give NAME=FILE with NAME one of the variants ({', '.join(variants)})")
         responses[name] = path
-    frame, cands_by, threshold = variant_metrics(variants, params, args.entropy_threshold, progress=True, responses=responses,
-                                                 **_row_options(args))
+    acc_given = None
     if args.accuracy:
-        acc = _read_accuracy(args.accuracy)
-        missing = [v for v in variants if v not in acc]
+        acc_given = _read_accuracy(args.accuracy)
+        missing = [v for v in variants if v not in acc_given]
         if missing:
             raise ConfigError(f"accuracy file {args.accuracy} has no accuracy for variant(s) {', '.join(missing)}")
-        frame["accuracy"] = [acc[v] for v in frame["variant"]]
-    if frame["accuracy"].isna().any():
-        bad = ", ".join(frame.loc[frame["accuracy"].isna(), "variant"])
-        raise ConfigError(f"no accuracy for variant(s) {bad}: give --accuracy FILE or caches whose responses carry 'correct' or a reference answer")
+    result = rank_variants(variants, acc_given, params, args.entropy_threshold, progress=True, responses=responses,
+                           **_row_options(args))
+    frame, ranking, cands_by, threshold = result.variants, result.ranking, result.candidates, result.entropy_threshold
     accuracy = dict(zip(frame["variant"], frame["accuracy"]))
-    metrics = {m: dict(zip(frame["variant"], frame[m])) for m in ("nex_score", "high_entropy_rows", "mean_entropy", "mean_length", "self_certainty")
-               if frame[m].notna().any()}
-    ranking = rank_all(metrics, accuracy)
     config = {"rho": args.rho, "min_run": args.min_run, "entropy_threshold": threshold}
     rec = record("nex rank", config=config, inputs={"variants": variants, "accuracy": args.accuracy})
     out.mkdir(parents=True, exist_ok=True)

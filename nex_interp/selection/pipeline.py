@@ -335,3 +335,47 @@ def _nanmean(x: np.ndarray) -> float:
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]
     return float(x.mean()) if x.size else float("nan")
+
+
+#: the label-free metrics `rank_variants` correlates with accuracy (those a variant set lacks are left out)
+RANKED_METRICS = ("nex_score", "high_entropy_rows", "mean_entropy", "mean_length", "self_certainty")
+
+
+@dataclass
+class VariantRanking:
+    """What :func:`rank_variants` found: ``variants`` (one row per variant, the columns of
+    :func:`variant_metrics`), ``ranking`` (one row per metric: correlations with accuracy, Regret@1,
+    top-1 hit), the candidate sets by variant and the entropy threshold used."""
+
+    variants: "object"
+    ranking: "object"
+    candidates: dict
+    entropy_threshold: float
+
+
+def rank_variants(
+    variants: dict[str, CacheArrays | str | Path], accuracy: dict[str, float] | None = None, params=None,
+    entropy_threshold: float | None = None, progress: bool = False, responses: dict[str, str | Path] | None = None,
+    **row_options,
+) -> VariantRanking:
+    """Rank model variants without labels: each variant's NEX score (self-calibrated) and the
+    output-side baselines (:func:`variant_metrics`), each correlated with the variants' accuracy
+    (:func:`~nex_interp.selection.ranking.rank_all`). ``accuracy`` maps every variant to its accuracy;
+    without it, accuracy comes from the responses' correctness (an error where a variant has none)."""
+    from .ranking import rank_all
+
+    if len(variants) < 2:
+        raise ConfigError(f"ranking needs at least two variants, got {len(variants)}")
+    frame, cands_by, threshold = variant_metrics(variants, params, entropy_threshold, progress=progress,
+                                                 responses=responses, **row_options)
+    if accuracy is not None:
+        missing = [v for v in variants if v not in accuracy]
+        if missing:
+            raise ConfigError(f"no accuracy given for variant(s) {', '.join(missing)}")
+        frame["accuracy"] = [float(accuracy[v]) for v in frame["variant"]]
+    if frame["accuracy"].isna().any():
+        bad = ", ".join(frame.loc[frame["accuracy"].isna(), "variant"])
+        raise ConfigError(f"no accuracy for variant(s) {bad}: give accuracies or caches whose responses carry 'correct' or a reference answer")
+    acc = dict(zip(frame["variant"], frame["accuracy"]))
+    metrics = {m: dict(zip(frame["variant"], frame[m])) for m in RANKED_METRICS if frame[m].notna().any()}
+    return VariantRanking(frame, rank_all(metrics, acc), cands_by, threshold)
