@@ -8,7 +8,7 @@ fresh process:
 1. the I/O floor: a process that reads every cache array once;
 2. ``nex run`` end to end (``python -m nex_interp run CACHE -o OUT`` when that command exists,
    otherwise a script doing the same through the core API on memory-mapped arrays), with the compiled
-   kernels (as installed) and, for comparison, on the numpy path (``NEX_KERNEL=numpy``);
+   kernels (as installed) and, for comparison, on the plain library path (``NEX_KERNEL=plain``);
 3. the straightforward per-row loop (``tests/oracle_nex.py``) on the first responses, extrapolated
    to the whole cache by entry count.
 
@@ -66,7 +66,7 @@ t3 = time.perf_counter()
 np.savez(sys.argv[2] + '/weights.npz', index=w.index, weight=w.weight)
 np.savetxt(sys.argv[2] + '/scores.csv', g, delimiter=',')
 print(json.dumps({{'import_open_s': t1 - t0, 'learn_s': t2 - t1, 'score_s': t3 - t2, 'n_weights': len(w),
-                  'nex_score': nex_score(g), 'kernel': w.meta.get('kernel', 'numpy')}}))
+                  'nex_score': nex_score(g), 'kernel': w.meta.get('kernel', 'plain')}}))
 """
 
 ORACLE = """
@@ -145,8 +145,8 @@ def main() -> int:
     p.add_argument("--oracle-responses", type=int, default=6, help="responses the per-row loop runs on (0: skip it)")
     p.add_argument("--repeat", type=int, default=7, help="time each process this many times, interleaved (default 7)")
     p.add_argument("--api", action="store_true", help="time only the core API script, not `nex run`")
-    p.add_argument("--no-numpy-path", action="store_true",
-                   help="skip timing `nex run` on the numpy path (NEX_KERNEL=numpy) for comparison")
+    p.add_argument("--no-plain-path", action="store_true",
+                   help="skip timing `nex run` on the plain library path (NEX_KERNEL=plain; slow) for comparison")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--cold", action="store_true",
                    help="drop the page cache before every timed process, so each one reads the cache from disk")
@@ -175,7 +175,7 @@ def main() -> int:
     run_child([py, "-c", FLOOR.format(arrays=ARRAYS), str(cache)], env)
     prepare = drop_page_cache if a.cold else (lambda: None)
     floor, api, run, run_np = [], [], [], []
-    np_env = dict(env, NEX_KERNEL="numpy")
+    np_env = dict(env, NEX_KERNEL="plain")
     detail = {}
     for r in range(max(1, a.repeat)):  # interleaved, so that a burst of load on the machine hits all three
         prepare()
@@ -188,7 +188,7 @@ def main() -> int:
         if use_cli:
             prepare()
             run.append(run_child([py, "-m", "nex_interp", "run", str(cache), "-o", str(Path(tmp.name) / f"run_out{r}")], env))
-            if not a.no_numpy_path:
+            if not a.no_plain_path:
                 prepare()
                 run_np.append(run_child([py, "-m", "nex_interp", "run", str(cache), "-o",
                                          str(Path(tmp.name) / f"run_np_out{r}")], np_env))
@@ -240,8 +240,8 @@ def main() -> int:
                     "run": [(s[0], s[3]) for s in run]},
         "nex_workers": env.get("NEX_WORKERS", "auto"),
         "kernel": detail.get("kernel"),
-        "run_numpy_path_s": run_np_s,
-        "run_numpy_path_over_floor": run_np_s / floor_s,
+        "run_plain_path_s": run_np_s,
+        "run_plain_path_over_floor": run_np_s / floor_s,
         "page_cache": "cold (dropped before each process)" if a.cold else "warm",
     }
     print(f"cache: {n_entries / 1e6:.1f}M entries, {mib:.0f} MiB on disk ({cache}); page cache {fig['page_cache']}; "
@@ -254,7 +254,7 @@ def main() -> int:
     print(f"nex run [{how}]: {run_s:.2f} s wall, {run_cpu:.2f} s CPU, peak RSS {run_rss:.0f} MiB "
           f"(core inner loops: {detail.get('kernel')}, NEX_WORKERS={fig['nex_workers']})")
     if run_np:
-        print(f"nex run on the numpy path (NEX_KERNEL=numpy, for comparison): {run_np_s:.2f} s wall = "
+        print(f"nex run on the plain library path (NEX_KERNEL=plain, for comparison): {run_np_s:.2f} s wall = "
               f"{run_np_s / floor_s:.2f}x the floor")
     if k > 0:
         print(f"per-row loop (oracle, {k} responses, extrapolated): {loop_s:.1f} s; loop / nex run = {loop_s / run_s:.1f}, "
