@@ -82,11 +82,12 @@ def evaluate(model, problems, max_new: int) -> dict:
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=max_new if mode == "free" else 2, do_sample=False,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        audits, worked = [], 0
+        audits, worked, texts = [], 0, []
         for p, row in zip(problems, gen[:, enc["input_ids"].shape[1] :]):
             words = (suffix.split() + tok.decode(row, skip_special_tokens=True).split())
             worked += bool(words) and words[0] == "goal"
             audits.append(audit_response(p, words))
+            texts.append(" ".join(words))
         n = len(problems)
 
         def share(ok: str, total: str) -> float:
@@ -97,10 +98,12 @@ def evaluate(model, problems, max_new: int) -> dict:
             "accuracy": sum(a.correct for a in audits) / n, "worked_share": worked / n,
             "opens_per_response": statistics.fmean(a.opens for a in audits),
             "open_ok": share("opens_ok", "opens"), "check_ok": share("checks_ok", "checks"),
-            "verdict_ok": share("verdicts_ok", "verdicts"),
+            "verdict_ok": share("verdicts_ok", "verdicts"), "item_ok": share("items_ok", "items_listed"),
+            "median_tokens": statistics.median(len(t.split()) for t in texts),
             "steps_consistent": (sum(a.opens_ok + a.checks_ok + a.verdicts_ok for a in audits)
                                  / max(1, sum(a.steps for a in audits))),
             "answered_none": sum(a.answer == "none" for a in audits) / n,
+            "responses": texts[:10],
         }
     return out
 
@@ -163,7 +166,8 @@ def main() -> None:
             res.update(step=step, train_cpu_s=round(train_time, 1), wall_s=round(time.perf_counter() - t0, 1), tokens=tokens, loss=round(ema, 4),
                        eval_s=round(time.perf_counter() - te, 1))
             evals.append(res)
-            print(json.dumps(res), flush=True)
+            print(json.dumps({m: {k: v for k, v in r.items() if k != "responses"} if isinstance(r, dict) else r
+                              for m, r in res.items()}), flush=True)
             if not marks:
                 break
     result = {"config": vars(args) | {"out": str(args.out)}, "n_params": n_params, "curve": curve,

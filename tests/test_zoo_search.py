@@ -115,6 +115,7 @@ def test_audit_catches_wrong_copies_checks_and_verdicts():
     toks[k] = "b12" if toks[k] != "b12" else "b11"
     a = audit_response(p, toks)
     assert (a.opens - a.opens_ok, a.checks - a.checks_ok, a.verdicts - a.verdicts_ok) == (1, 1, 1)
+    assert a.items_listed == 12 * a.opens and a.items_listed - a.items_ok == 1
     assert audit_response(p, ["blah", "ans", "b1"]).unparsed == 1
 
 
@@ -175,3 +176,29 @@ def test_tokenizer_round_trips_a_trace():
     ids = tok(text)["input_ids"]
     assert len(ids) == len(text.split()) and tok.unk_token_id not in ids
     assert tok.decode(ids) == text
+
+
+def test_planned_zoo_mixtures_span_both_failure_modes():
+    from nex_interp.zoo.search.plan import ALIASES, MERGE_ENDPOINTS, MIXTURE_FAMILY, MODELS
+    from nex_interp.zoo.search.stats import mixture_report
+
+    assert all(set(mix) <= set(STYLES) for mix in MODELS.values())
+    assert set(MERGE_ENDPOINTS) <= set(MODELS) and set(MIXTURE_FAMILY) <= set(MODELS) and len(MIXTURE_FAMILY) >= 5
+    assert ALIASES["thinking"] == MERGE_ENDPOINTS[1]
+    reports = [mixture_report(MODELS[m], n=300, seed=2) for m in MIXTURE_FAMILY]
+    opens = [r["mean_opens"] for r in reports]
+    acc = [r["accuracy"] for r in reports]
+    assert opens == sorted(opens) and len(set(opens)) == len(opens)  # exploration rises along the family
+    best = acc.index(max(acc))
+    assert 0 < best < len(acc) - 1 and acc[0] < 0.3 and acc[-1] < 0.7  # too little and too much both fail
+
+
+def test_audit_and_labels_never_fail_on_garbage():
+    rng = random.Random(0)
+    vocab = vocabulary()
+    grammar = ["step", "open", ":", ";", "need", "yes", "drop", "hold", "take", "ans", "b3", "1", "250"]
+    for _ in range(300):
+        toks = [rng.choice(grammar if rng.random() < 0.7 else vocab) for _ in range(rng.randint(0, 40))]
+        a = audit_response(PROBLEMS[0], toks)
+        assert 0 <= a.opens_ok <= a.opens and 0 <= a.checks_ok <= a.checks and 0 <= a.verdicts_ok <= a.verdicts
+        assert len(label_tokens(toks)) == len(toks)

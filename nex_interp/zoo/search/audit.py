@@ -12,7 +12,9 @@ how many steps were written and how many agree with the problem:
   box held before) and is true of it (``drop``: the box lacks a query item; ``hold``/``take``:
   it holds them all).
 
-It also counts revisits (opening a box already opened) and tokens it could not parse. The
+It also counts revisits (opening a box already opened), the items listed in ``open`` clauses
+that name a box and how many of them equal the box's item at the same position (a finer
+reading of the copy than the all-or-nothing ``opens_ok``), and tokens it could not parse. The
 counts feed the learnability probe and, later, the zoo's diagnostics (cycle kinds).
 """
 
@@ -35,6 +37,8 @@ class Audit:
     verdicts: int = 0
     verdicts_ok: int = 0
     revisits: int = 0
+    items_listed: int = 0
+    items_ok: int = 0
     unparsed: int = 0
     answer: str | None = None
     correct: bool = False
@@ -79,6 +83,9 @@ def audit_response(problem: Problem, tokens: Sequence[str]) -> Audit:
                 step, label = _int(clause[0]), clause[2]
                 items = problem.box(label)
                 listed = [_int(x) for x in clause[4:]]
+                if items is not None:
+                    a.items_listed += len(listed)
+                    a.items_ok += sum(x == y for x, y in zip(listed, items))
                 ok = step == expected_step and items is not None and tuple(listed) == items
                 if label in opened:
                     a.revisits += 1
