@@ -10,7 +10,12 @@ held-out problems at a few points. For each evaluation it prints, from one run:
   solutions, and the step audit of :mod:`nex_interp.zoo.search.audit` (share of ``open``
   clauses that copy the right box, of checks that are true, of verdicts that are true, and of
   all steps that agree with the problem);
+* forced worked solutions (the response is started with ``goal``): the same figures;
 * forced brief answers (the response is started with ``ans``): accuracy.
+
+The loss is the summed cross-entropy of response tokens over a fixed token count per batch
+(``--norm-tokens``), not a per-batch mean: batches are bucketed by length, so a mean would give
+the few tokens of an all-brief batch a hundred times the weight of a worked solution's.
 
 Writes ``OUT/probe.json`` (config, training curve, evaluations, provenance). Weights are not
 kept. A measurement, not a test: run it alone, e.g.
@@ -77,10 +82,10 @@ def evaluate(model, problems, max_new: int) -> dict:
 
     tok = make_tokenizer()
     out = {}
-    for mode, suffix in (("free", ""), ("brief", " ans")):
+    for mode, suffix in (("free", ""), ("worked", " goal"), ("brief", " ans")):
         enc = tok([p.prompt() + suffix for p in problems], return_tensors="pt", padding=True)
         with torch.no_grad():
-            gen = model.generate(**enc, max_new_tokens=max_new if mode == "free" else 2, do_sample=False,
+            gen = model.generate(**enc, max_new_tokens=2 if mode == "brief" else max_new, do_sample=False,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         audits, worked, texts = [], 0, []
         for p, row in zip(problems, gen[:, enc["input_ids"].shape[1] :]):
@@ -122,6 +127,7 @@ def main() -> None:
     ap.add_argument("--brief-share", type=float, default=0.2)
     ap.add_argument("--eval-problems", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--norm-tokens", type=float, default=300.0, help="loss = summed token loss / (batch * this)")
     args = ap.parse_args()
 
     import torch
@@ -144,14 +150,18 @@ def main() -> None:
             g["lr"] = lr
         ts = time.process_time()
         model.train()
-        loss = model(input_ids=x, attention_mask=mask, labels=y).loss
+        # loss summed over response tokens / a fixed count: a mean per batch would weight the
+        # tokens of short (brief) batches far above those of long ones under length bucketing
+        n_lab = int((y[:, 1:] != -100).sum())
+        loss = model(input_ids=x, attention_mask=mask, labels=y).loss * n_lab / (args.batch * args.norm_tokens)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         train_time += time.process_time() - ts
         tokens += n_tok
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        tok_loss = loss.item() * args.batch * args.norm_tokens / max(1, n_lab)  # mean per token, for the log
+        ema = tok_loss if ema is None else 0.95 * ema + 0.05 * tok_loss
         if step % 25 == 0:
             curve.append({"step": step, "train_cpu_s": round(train_time, 1), "tokens": tokens, "loss": round(ema, 4)})
             print(f"step {step} wall {time.perf_counter() - t0:.0f}s cpu {train_time:.0f}s tokens {tokens} loss {ema:.3f} ({tokens / max(train_time, 1e-9):.0f} tok/s)", flush=True)
