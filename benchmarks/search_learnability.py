@@ -35,7 +35,7 @@ from pathlib import Path
 from nex_interp.atomic import write_text
 from nex_interp.provenance import record
 from nex_interp.zoo.search.audit import audit_response
-from nex_interp.zoo.search.task import EOS, PAD, generate_problems, vocabulary
+from nex_interp.zoo.search.task import EOS, PAD, TaskShape, generate_problems, vocabulary
 from nex_interp.zoo.search.traces import training_examples
 
 
@@ -51,12 +51,20 @@ def hf_config(args):
     )
 
 
+def shape(args) -> TaskShape:
+    """The task shape to train and evaluate on (token ids always come from the full vocabulary:
+    a smaller shape's tokens are a subset of it)."""
+    return TaskShape(**{k: v for k, v in (("n_boxes", args.n_boxes), ("box_items", args.box_items),
+                                          ("query_items", args.query_items), ("budget", args.budget),
+                                          ("first_target", args.first_target)) if v is not None})
+
+
 def batches(args):
     import torch
 
     ids = {w: i for i, w in enumerate(vocabulary())}
     mix = {"systematic": 1 - args.brief_share, "brief": args.brief_share}
-    examples = training_examples(10**9, args.seed, mix)
+    examples = training_examples(10**9, args.seed, mix, shape(args))
     rng = random.Random(args.seed)
     while True:
         pool = sorted((next(examples) for _ in range(8 * args.batch)), key=lambda e: len(e[0]) + len(e[1]))
@@ -127,6 +135,8 @@ def main() -> None:
     ap.add_argument("--brief-share", type=float, default=0.2)
     ap.add_argument("--eval-problems", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    for name in ("n-boxes", "box-items", "query-items", "budget", "first-target"):
+        ap.add_argument(f"--{name}", type=int, default=None, help="task shape (default: the design's TaskShape)")
     ap.add_argument("--norm-tokens", type=float, default=300.0, help="loss = summed token loss / (batch * this)")
     args = ap.parse_args()
 
@@ -137,7 +147,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_config(hf_config(args), dtype=torch.float32)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    problems = generate_problems(args.eval_problems, seed=10_000, prefix="eval")
+    problems = generate_problems(args.eval_problems, seed=10_000, shape=shape(args), prefix="eval")
     budget = args.minutes * 60
     marks = sorted(args.evals)
     curve, evals = [], []
