@@ -1,7 +1,14 @@
 """Capture: teacher-forced forward passes over prompt + response, written as a sparse NEX cache.
 
-For each response the model runs once over ``prompt + response`` (right-padded batches, so real
-tokens never see padding and keep their positions). In the hook of every captured layer,
+For each response the model runs once over ``prompt + response``. Batches and padding: each
+sequence is right-padded to its own *width*, its length rounded up to a multiple of
+:data:`PAD_MULTIPLE` (16), and a batch only holds sequences of the same width. So real tokens keep
+their positions, never attend to padding, and compute exactly what they compute alone: the cache is
+byte-identical whatever the batch size and the order of the responses (on a CPU, where the kernels
+do not depend on the number of sequences; tested). The batch size defaults by device
+(:func:`default_batch_size`: 1 on a CPU, where batching buys nothing; 4 elsewhere). Within a
+window of ``8 * batch_size`` responses, batches are formed in order of width; responses are still
+written in input order. In the hook of every captured layer,
 ``blocks.{L}.mlp.out.hook_in`` (the input of the MLP's output projection, ``act(gate) * up`` for
 gated MLPs), the activation rule (:mod:`.rules`) picks the active units of each *response* token on
 the device; activations are summed per row of ``row_tokens`` consecutive response tokens and only
@@ -51,7 +58,7 @@ class CaptureConfig:
     rule: str = DEFAULT_RULE
     row_tokens: int = 32
     layers: tuple[int, ...] | None = None
-    batch_size: int = 4
+    batch_size: int | None = None  # None: default_batch_size(device)
     max_responses: int | None = None
     token_stats: bool = True
     stats_topk: int = ts.DEFAULT_TOPK
@@ -63,7 +70,7 @@ class CaptureConfig:
     def __post_init__(self) -> None:
         if self.row_tokens < 1:
             raise ConfigError(f"--row-tokens must be >= 1, got {self.row_tokens}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.max_responses is not None and self.max_responses < 1:
             raise ConfigError(f"--max-responses must be >= 1, got {self.max_responses}")
@@ -135,6 +142,42 @@ class _Item:
         return len(self.prompt_ids) + len(self.response_ids)
 
 
+#: each sequence is padded to its length rounded up to a multiple of this; batches hold one width only
+PAD_MULTIPLE = 16
+#: responses per batching window, per unit of batch size
+WINDOW_BATCHES = 8
+
+
+def default_batch_size(device: str) -> int:
+    """Responses per forward pass when none is given: 1 on a CPU (a CPU is saturated by one
+    sequence, and batching cannot beat a plain one-at-a-time pass there), 4 on other devices."""
+    return 1 if str(device).startswith("cpu") else 4
+
+
+def padded_width(length: int) -> int:
+    """The width a sequence of ``length`` tokens is padded to, whatever its batch."""
+    return -(-length // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def plan_batches(items: list["_Item"], batch_size: int) -> list[list[list[int]]]:
+    """Windows of batches: indices into ``items``. Each window covers ``WINDOW_BATCHES * batch_size``
+    consecutive items (one item when ``batch_size`` is 1); within it, batches of at most
+    ``batch_size`` items of the same :func:`padded_width`, by width, then input order."""
+    window = 1 if batch_size == 1 else WINDOW_BATCHES * batch_size
+    plan = []
+    for w0 in range(0, len(items), window):
+        idx = sorted(range(w0, min(w0 + window, len(items))), key=lambda i: (padded_width(items[i].length), i))
+        batches: list[list[int]] = []
+        for i in idx:
+            b = batches[-1] if batches else None
+            if b and len(b) < batch_size and padded_width(items[b[0]].length) == padded_width(items[i].length):
+                b.append(i)
+            else:
+                batches.append([i])
+        plan.append(batches)
+    return plan
+
+
 def parse_layers(text: str | None, n_layers: int) -> tuple[int, ...] | None:
     """``"all"``/None -> None; ``"0-3,8,10-11"`` -> (0, 1, 2, 3, 8, 10, 11); checked against ``n_layers``."""
     if text is None or text.strip().lower() in ("", "all"):
@@ -183,11 +226,12 @@ def prepare_items(model: "LoadedModel", responses: list[dict], config: CaptureCo
 
 
 def _input_batch(model: "LoadedModel", items: list[_Item]):
-    """Right-padded input ids: real tokens keep their positions and never attend to padding."""
+    """Right-padded input ids (to the batch's widest :func:`padded_width`): real tokens keep their
+    positions and never attend to padding."""
     import torch
 
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    width = max(it.length for it in items)
+    width = max(padded_width(it.length) for it in items)
     ids = torch.full((len(items), width), int(pad), dtype=torch.long)
     for b, it in enumerate(items):
         ids[b, : it.length] = torch.tensor(it.prompt_ids + it.response_ids, dtype=torch.long)
@@ -344,8 +388,9 @@ def calibrate_rule(model: "LoadedModel", items: list[_Item], rule: ActivationRul
         return hook
 
     hooks = [(model.hook_name(L), layer_hook(L)) for L in layers]
-    for start in range(0, len(sample), config.batch_size):
-        batch = sample[start : start + config.batch_size]
+    batch_size = config.batch_size or default_batch_size(model.device)
+    for batch_idx in (b for window in plan_batches(sample, batch_size) for b in window):
+        batch = [sample[i] for i in batch_idx]
         with installed_hooks(model.bridge, hooks):
             _forward(model, _input_batch(model, batch))
     return rule.with_thresholds(calib.thresholds(rule.value))
@@ -401,6 +446,7 @@ def capture_cache(
     from ..provenance import record, write_sidecar
 
     config = config or CaptureConfig()
+    batch_size = config.batch_size or default_batch_size(model.device)
     out = Path(out)
     t0 = time.perf_counter()
     rule = parse_rule(config.rule, config.calib_responses)
@@ -422,18 +468,23 @@ def capture_cache(
     report.n_already_done = len(items) - len(todo)
     bar = tqdm(total=sum(it.length for it in todo), unit="tok", unit_scale=True, desc="capture", disable=not config.progress)
     try:
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start : start + config.batch_size]
-            results = capture_batch(model, batch, rule, layers, config)
-            for it, res in zip(batch, results):
-                rows, bk, bm = assemble_response(it, res, scheme, config.row_tokens)
-                streams = {ts.STREAM: res["stats"]} if res["stats"] is not None else None
-                writer.add_response(rows, bk, bm, it.meta, streams)
-                report.n_captured += 1
-                report.n_tokens += it.n_response
-                report.n_rows += len(rows)
-                report.n_entries += sum(len(r[0]) for r in rows)
-            bar.update(sum(it.length for it in batch))
+        for window in plan_batches(todo, batch_size):
+            done_in_window: dict[int, dict] = {}
+            next_i = min(b[0] for b in window) if window else 0
+            for batch_idx in window:
+                batch = [todo[i] for i in batch_idx]
+                done_in_window.update(zip(batch_idx, capture_batch(model, batch, rule, layers, config)))
+                bar.update(sum(it.length for it in batch))
+                while next_i in done_in_window:  # commit in input order, as soon as possible
+                    it, res = todo[next_i], done_in_window.pop(next_i)
+                    rows, bk, bm = assemble_response(it, res, scheme, config.row_tokens)
+                    streams = {ts.STREAM: res["stats"]} if res["stats"] is not None else None
+                    writer.add_response(rows, bk, bm, it.meta, streams)
+                    report.n_captured += 1
+                    report.n_tokens += it.n_response
+                    report.n_rows += len(rows)
+                    report.n_entries += sum(len(r[0]) for r in rows)
+                    next_i += 1
     except BaseException:
         writer.abandon()
         bar.close()
@@ -444,7 +495,7 @@ def capture_cache(
     write_sidecar(
         out,
         record(
-            "capture", config=config.to_dict(), model=model.identity,
+            "capture", config={**config.to_dict(), "batch_size": batch_size}, model=model.identity,
             inputs={"n_responses": len(responses)}, rule=rule.to_dict(),
             skipped_too_long=skipped, n_captured=report.n_captured,
         ),
@@ -452,4 +503,4 @@ def capture_cache(
     return report
 
 
-__all__ = ["CaptureConfig", "CaptureReport", "capture_cache", "parse_layers", "sparse_rows"]
+__all__ = ["CaptureConfig", "CaptureReport", "capture_cache", "default_batch_size", "parse_layers", "sparse_rows"]
