@@ -16,7 +16,9 @@ the sparse result (row, unit, mass) leaves the device. Prompt tokens and padding
 The base vector of a response is the sum of its rows. Dense activations of at most one layer exist at
 a time (the one the model itself just computed), processed in chunks of ``chunk_tokens`` tokens.
 
-The same pass records per-token output statistics (:mod:`.token_stats`) from the final-norm
+Attention runs through the HF modules the bridge wraps, with SDPA (:mod:`.attention`): capture
+hooks no attention, and TransformerLens's step-by-step eager attention is the costliest part of a
+long sequence's pass. The same pass records per-token output statistics (:mod:`.token_stats`) from the final-norm
 hidden states, so selection baselines need no second pass. When they are not wanted, the forward
 pass stops after the last captured layer.
 
@@ -38,6 +40,7 @@ from ..errors import ConfigError
 from ..keys import KeyScheme
 from ..models.prompts import encode_prompt, encode_response
 from . import token_stats as ts
+from .attention import hf_attention
 from .hooks import StopForward, installed_hooks, run_until_stopped
 from .rules import DEFAULT_RULE, ActivationRule, QuantileCalibrator, parse_rule
 
@@ -241,7 +244,8 @@ def _input_batch(model: "LoadedModel", items: list[_Item]):
 def _forward(model: "LoadedModel", ids) -> None:
     import torch
 
-    with torch.inference_mode():
+    _ = model.bridge  # the hook points exist once the bridge is booted
+    with torch.inference_mode(), hf_attention(model.hf_model):  # no attention hooks needed: HF's SDPA
         # logits of one position only: token statistics are computed in chunks from the hidden states
         run_until_stopped(lambda: model.hf_model(input_ids=ids, use_cache=False, logits_to_keep=1))
 
@@ -252,37 +256,40 @@ def sparse_rows(
     """Sparsify one response's activations of one layer, on their device.
 
     Returns ``(row, unit, mass)`` of every (row, unit) pair active on at least one of the row's
-    tokens, with the mass summed over those tokens (row-major order), and the base vector
-    ``(unit, mass)`` summed over the whole response.
+    tokens, with the mass summed over those tokens in token order (row-major order), and the base
+    vector ``(unit, mass)`` summed over the whole response. Every rule gives active units a mass
+    > 0 and inactive ones 0, so a row's active set is where its summed mass is > 0. A ``topk``
+    rule is summed straight from the ``K`` indices and values per token (no dense mask).
     """
     import torch
 
     n, d = x.shape
     chunk = max(row_tokens, (chunk_tokens // row_tokens) * row_tokens)
     base_mass = torch.zeros(d, dtype=torch.float32, device=x.device)
-    base_active = torch.zeros(d, dtype=torch.bool, device=x.device)
     rows, units, masses = [], [], []
     for s in range(0, n, chunk):
-        active, mass = rule.select(x[s : s + chunk], layer)
-        m = active.shape[0]
-        r = -(-m // row_tokens)
-        if r * row_tokens != m:  # the last row of a response may be shorter
-            extra = r * row_tokens - m
-            active = torch.cat([active, active.new_zeros(extra, d)])
-            mass = torch.cat([mass, mass.new_zeros(extra, d)])
-        row_mass = mass.view(r, row_tokens, d).sum(1)
-        row_active = active.view(r, row_tokens, d).any(1)
-        del active, mass
-        nz = row_active.nonzero()
+        xc = x[s : s + chunk]
+        m = xc.shape[0]
+        r = -(-m // row_tokens)  # the last row of a response may be shorter
+        tok_row = torch.arange(m, device=x.device) // row_tokens
+        row_mass = torch.zeros(r * d, dtype=torch.float32, device=x.device)
+        if rule.kind == "topk":
+            units_k, mass_k = rule.select_topk(xc)
+            keep = mass_k > 0
+            flat = (tok_row[:, None] * d + units_k)[keep]
+            row_mass.index_put_((flat,), mass_k[keep], accumulate=True)
+            row_mass = row_mass.view(r, d)
+        else:
+            row_mass = row_mass.view(r, d).index_add_(0, tok_row, rule.select(xc, layer)[1])
+        nz = row_mass.nonzero()
         rows.append((nz[:, 0] + s // row_tokens).cpu())
         units.append(nz[:, 1].cpu())
-        masses.append(row_mass[row_active].cpu())
+        masses.append(row_mass[nz[:, 0], nz[:, 1]].cpu())
         base_mass += row_mass.sum(0)
-        base_active |= row_active.any(0)
     if not rows:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32), empty, np.zeros(0, np.float32)
-    bu = base_active.nonzero()[:, 0]
+    bu = (base_mass > 0).nonzero()[:, 0]
     return (
         torch.cat(rows).numpy(),
         torch.cat(units).numpy(),
