@@ -293,14 +293,18 @@ def test_token_stats_match_full_logits(pico, responses, tmp_path):
 
 def test_layer_subset_and_no_stats_stop_early(pico, responses, tmp_path):
     """Capturing layer 0 without token stats stops the forward after layer 0, with the same rows."""
+    from nex_interp.capture.hf_pass import hooked_module
+
     fired = []
-    h = pico.bridge.hook_dict["blocks.1.mlp.out.hook_in"].add_hook(lambda x, hook=None: fired.append(1))
+    down1, _ = hooked_module(pico.bridge, "blocks.1.mlp.out.hook_in")  # the HF module the pass runs
+    h = down1.register_forward_pre_hook(lambda mod, args: fired.append(1))
     try:
         capture_cache(pico, responses, tmp_path / "l0", CaptureConfig(row_tokens=R, layers=(0,), token_stats=False, progress=False))
         assert not fired
+        capture_cache(pico, responses[:2], tmp_path / "l1", CaptureConfig(row_tokens=R, layers=(0,), progress=False))
+        assert fired  # with token stats the pass goes on through layer 1
     finally:
-        h.hook.remove()
-        pico.bridge.hook_dict["blocks.1.mlp.out.hook_in"].fwd_hooks.remove(h)
+        h.remove()
     capture_cache(pico, responses, tmp_path / "all", CaptureConfig(row_tokens=R, progress=False))
     sub = _cache_as_dicts(tmp_path / "l0", KeyScheme.ref22())
     full = _cache_as_dicts(tmp_path / "all", KeyScheme.ref22())
@@ -390,3 +394,38 @@ def test_bfloat16_capture_close_to_float32(pico_qwen3_dir, responses, tmp_path):
     _, a16 = open_stream(tmp_path / "bf16", "tokens")
     _, a32 = open_stream(tmp_path / "f32", "tokens")
     np.testing.assert_allclose(a16["logprob"], a32["logprob"], atol=0.15)
+
+
+def test_hf_pass_runs_plain_modules_and_restores(pico):
+    """Within hf_pass the model runs its HF modules with SDPA, hooks get the bridge's values; all is restored."""
+    from nex_interp.capture.hf_pass import hf_pass
+
+    hf = pico.hf_model
+    before = [type(m).__name__ for m in hf.modules()]
+    impl = hf.config._attn_implementation
+    ids = torch.tensor([pico.tokenizer("the cat sat on the mat")["input_ids"]])
+    name = "blocks.1.mlp.out.hook_in"
+    with torch.no_grad():
+        _, cache = pico.bridge.run_with_cache(ids, names_filter=[name, "ln_final.hook_out"])
+        got = {}
+        with hf_pass(pico, [(name, lambda x: got.__setitem__("mlp", x.clone())), ("ln_final.hook_out", lambda x: got.__setitem__("norm", x.clone()))]):
+            assert hf.config._attn_implementation == "sdpa"
+            assert not any(type(m).__module__.startswith("transformer_lens") for m in hf.modules())
+            hf(ids)
+        with pytest.raises(RuntimeError), hf_pass(pico, [(name, lambda x: None)]):
+            raise RuntimeError("a pass that stops early")
+        with pytest.raises(KeyError, match="no hook point"), hf_pass(pico, [("blocks.9.mlp.out.hook_in", lambda x: None)]):
+            pass
+    assert [type(m).__name__ for m in hf.modules()] == before and hf.config._attn_implementation == impl
+    torch.testing.assert_close(got["mlp"], cache[name], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got["norm"], cache["ln_final.hook_out"], atol=1e-5, rtol=1e-5)
+    fired = []
+    point = pico.bridge.hook_dict["blocks.0.attn.hook_pattern"]
+    h = point.add_hook(lambda x, hook=None: fired.append(x.shape))
+    try:
+        with torch.no_grad():
+            pico.bridge(ids)
+    finally:
+        h.hook.remove()
+        point.fwd_hooks.remove(h)
+    assert fired, "the bridge's own attention hooks fire again after the pass"

@@ -16,7 +16,8 @@ the sparse result (row, unit, mass) leaves the device. Prompt tokens and padding
 The base vector of a response is the sum of its rows. Dense activations of at most one layer exist at
 a time (the one the model itself just computed), processed in chunks of ``chunk_tokens`` tokens.
 
-Attention runs through the HF modules the bridge wraps, with SDPA (:mod:`.attention`): capture
+The pass runs through the HF modules the bridge wraps, attention with SDPA, the hook functions
+attached by their bridge hook names to the modules those names map to (:mod:`.hf_pass`): capture
 hooks no attention, and TransformerLens's step-by-step eager attention is the costliest part of a
 long sequence's pass. The same pass records per-token output statistics (:mod:`.token_stats`) from the final-norm
 hidden states, so selection baselines need no second pass. When they are not wanted, the forward
@@ -40,8 +41,8 @@ from ..errors import ConfigError
 from ..keys import KeyScheme
 from ..models.prompts import encode_prompt, encode_response
 from . import token_stats as ts
-from .attention import hf_attention
-from .hooks import StopForward, installed_hooks, run_until_stopped
+from .hf_pass import hf_pass
+from .hooks import StopForward, run_until_stopped
 from .rules import DEFAULT_RULE, ActivationRule, QuantileCalibrator, parse_rule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -244,8 +245,7 @@ def _input_batch(model: "LoadedModel", items: list[_Item]):
 def _forward(model: "LoadedModel", ids) -> None:
     import torch
 
-    _ = model.bridge  # the hook points exist once the bridge is booted
-    with torch.inference_mode(), hf_attention(model.hf_model):  # no attention hooks needed: HF's SDPA
+    with torch.inference_mode():
         # logits of one position only: token statistics are computed in chunks from the hidden states
         run_until_stopped(lambda: model.hf_model(input_ids=ids, use_cache=False, logits_to_keep=1))
 
@@ -330,7 +330,7 @@ def capture_batch(
     if config.token_stats:
         hooks.append((FINAL_NORM_HOOK, norm_hook))
     ids = _input_batch(model, items)
-    with installed_hooks(model.bridge, hooks):
+    with hf_pass(model, hooks):  # the plain HF modules, SDPA attention; hooks by bridge hook name
         _forward(model, ids)
     if config.token_stats:
         h = final_hidden["h"]
@@ -398,7 +398,7 @@ def calibrate_rule(model: "LoadedModel", items: list[_Item], rule: ActivationRul
     batch_size = config.batch_size or default_batch_size(model.device)
     for batch_idx in (b for window in plan_batches(sample, batch_size) for b in window):
         batch = [sample[i] for i in batch_idx]
-        with installed_hooks(model.bridge, hooks):
+        with hf_pass(model, hooks):
             _forward(model, _input_batch(model, batch))
     return rule.with_thresholds(calib.thresholds(rule.value))
 
