@@ -359,8 +359,11 @@ def steady_state(args) -> int:
         rule = calibrate_rule(model, items, rule, tuple(range(model.n_layers)), config)
     layers = tuple(range(model.n_layers))
 
+    from nex_interp.capture.hf_pass import hf_pass
+
     def plain():
-        with torch.inference_mode():
+        # the HF model as HF runs it (the bridge's components unwrapped, SDPA attention), full logits
+        with torch.inference_mode(), hf_pass(model, []):
             out = model.hf_model(input_ids=ids, use_cache=False)
             return out.logits.shape
 
@@ -382,8 +385,7 @@ def steady_state(args) -> int:
         # context: the same weights as a plain HF model that no TransformerBridge wraps
         from transformers import AutoModelForCausalLM
 
-        bare = AutoModelForCausalLM.from_pretrained(model.identity["path"], dtype=next(model.hf_model.parameters()).dtype,
-                                                    attn_implementation="eager").to(args.device).eval()
+        bare = AutoModelForCausalLM.from_pretrained(model.identity["path"], dtype=next(model.hf_model.parameters()).dtype).to(args.device).eval()
 
         def unwrapped():
             with torch.inference_mode():
