@@ -11,7 +11,7 @@ bridge maps those names to. The bridge still tells which module a name means, so
 TransformerLens supports works the same way; the values are the ones the bridge's hooks see.
 
 On SmolLM2-135M on a CPU, the bridge's eager attention made a 1018-token pass cost 1.7-1.9x an
-SDPA pass, and its other components about 8% more than the plain modules (docs/capture.md).
+SDPA pass (docs/capture.md).
 Everything is restored on exit, also when a hook stops the pass early by raising.
 """
 
