@@ -145,7 +145,7 @@ def _capture(model, responses: list[dict], cfg: DemoConfig, path: Path) -> Path:
     from .capture.capture import CaptureConfig, capture_cache
 
     if not (path / "manifest.json").exists() or not json.loads((path / "manifest.json").read_text()).get("complete"):
-        capture_cache(model, responses, path, CaptureConfig(row_tokens=cfg.row_tokens, rule=cfg.rule, batch_size=cfg.batch_size, progress=False), resume=True)
+        capture_cache(model, responses, path, CaptureConfig(row_tokens=cfg.row_tokens, rule=cfg.rule, batch_size=cfg.batch_size, progress=False, attention="eager"), resume=True)
     return path
 
 

@@ -348,6 +348,8 @@ def test_rule_parsing():
         with pytest.raises(ConfigError):
             parse_rule(bad)
     assert parse_layers("0-2,5", 8) == (0, 1, 2, 5) and parse_layers("all", 8) is None
+    with pytest.raises(ConfigError, match="attention"):
+        CaptureConfig(attention="flash")
     for bad in ("9", "a-b", "3-1"):
         with pytest.raises(ConfigError):
             parse_layers(bad, 8)

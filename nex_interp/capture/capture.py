@@ -70,6 +70,9 @@ class CaptureConfig:
     chat_template: bool | None = None
     chunk_tokens: int = 2048
     progress: bool = True
+    #: the pass's attention: "sdpa" (fused, the default) or "eager" (same model, other float rounding;
+    #: ``nex demo`` keeps "eager", with which its published numbers were captured)
+    attention: str = "sdpa"
 
     def __post_init__(self) -> None:
         if self.row_tokens < 1:
@@ -82,6 +85,8 @@ class CaptureConfig:
             raise ConfigError(f"stats_topk must be >= 1, got {self.stats_topk}")
         if self.chunk_tokens < 1:
             raise ConfigError(f"chunk_tokens must be >= 1, got {self.chunk_tokens}")
+        if self.attention not in ("sdpa", "eager"):
+            raise ConfigError(f"attention must be 'sdpa' or 'eager', got {self.attention!r}")
         parse_rule(self.rule, self.calib_responses)  # validates early
 
     def to_dict(self) -> dict:
@@ -330,7 +335,7 @@ def capture_batch(
     if config.token_stats:
         hooks.append((FINAL_NORM_HOOK, norm_hook))
     ids = _input_batch(model, items)
-    with hf_pass(model, hooks):  # the plain HF modules, SDPA attention; hooks by bridge hook name
+    with hf_pass(model, hooks, config.attention):  # the plain HF modules; hooks by bridge hook name
         _forward(model, ids)
     if config.token_stats:
         h = final_hidden["h"]
@@ -398,7 +403,7 @@ def calibrate_rule(model: "LoadedModel", items: list[_Item], rule: ActivationRul
     batch_size = config.batch_size or default_batch_size(model.device)
     for batch_idx in (b for window in plan_batches(sample, batch_size) for b in window):
         batch = [sample[i] for i in batch_idx]
-        with hf_pass(model, hooks):
+        with hf_pass(model, hooks, config.attention):
             _forward(model, _input_batch(model, batch))
     return rule.with_thresholds(calib.thresholds(rule.value))
 
