@@ -6,7 +6,7 @@ sequence is right-padded to its own *width*, its length rounded up to a multiple
 their positions, never attend to padding, and compute exactly what they compute alone: the cache is
 byte-identical whatever the batch size and the order of the responses (on a CPU, where the kernels
 do not depend on the number of sequences; tested). The batch size defaults by device
-(:func:`default_batch_size`: 1 on a CPU, where batching buys nothing; 4 elsewhere). Within a
+(:func:`.batching.default_batch_size`: 1 on a CPU, where batching buys nothing; 4 elsewhere). Within a
 window of ``8 * batch_size`` responses, batches are formed in order of width; responses are still
 written in input order. In the hook of every captured layer,
 ``blocks.{L}.mlp.out.hook_in`` (the input of the MLP's output projection, ``act(gate) * up`` for
@@ -22,6 +22,10 @@ hooks no attention, and TransformerLens's step-by-step eager attention is the co
 long sequence's pass. The same pass records per-token output statistics (:mod:`.token_stats`) from the final-norm
 hidden states, so selection baselines need no second pass. When they are not wanted, the forward
 pass stops after the last captured layer.
+
+(Over 400 lines: the pass, its hooks, response assembly and the resumable driver share the
+``_Item`` and ``CaptureConfig`` types; batching lives in :mod:`.batching`, attention and hook
+placement in :mod:`.hf_pass`, the statistics in :mod:`.token_stats`.)
 
 Responses are committed one by one through :class:`nex_interp.cache.writer.CacheWriter`: an
 interrupted capture leaves a valid cache of the finished responses and ``resume=True`` continues.
@@ -41,6 +45,7 @@ from ..errors import ConfigError
 from ..keys import KeyScheme
 from ..models.prompts import encode_prompt, encode_response
 from . import token_stats as ts
+from .batching import PAD_MULTIPLE, WINDOW_BATCHES, default_batch_size, padded_width, plan_batches  # noqa: F401
 from .hf_pass import hf_pass
 from .hooks import StopForward, run_until_stopped
 from .rules import DEFAULT_RULE, ActivationRule, QuantileCalibrator, parse_rule
@@ -149,42 +154,6 @@ class _Item:
     @property
     def length(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids)
-
-
-#: each sequence is padded to its length rounded up to a multiple of this; batches hold one width only
-PAD_MULTIPLE = 16
-#: responses per batching window, per unit of batch size
-WINDOW_BATCHES = 8
-
-
-def default_batch_size(device: str) -> int:
-    """Responses per forward pass when none is given: 1 on a CPU (a CPU is saturated by one
-    sequence, and batching cannot beat a plain one-at-a-time pass there), 4 on other devices."""
-    return 1 if str(device).startswith("cpu") else 4
-
-
-def padded_width(length: int) -> int:
-    """The width a sequence of ``length`` tokens is padded to, whatever its batch."""
-    return -(-length // PAD_MULTIPLE) * PAD_MULTIPLE
-
-
-def plan_batches(items: list["_Item"], batch_size: int) -> list[list[list[int]]]:
-    """Windows of batches: indices into ``items``. Each window covers ``WINDOW_BATCHES * batch_size``
-    consecutive items (one item when ``batch_size`` is 1); within it, batches of at most
-    ``batch_size`` items of the same :func:`padded_width`, by width, then input order."""
-    window = 1 if batch_size == 1 else WINDOW_BATCHES * batch_size
-    plan = []
-    for w0 in range(0, len(items), window):
-        idx = sorted(range(w0, min(w0 + window, len(items))), key=lambda i: (padded_width(items[i].length), i))
-        batches: list[list[int]] = []
-        for i in idx:
-            b = batches[-1] if batches else None
-            if b and len(b) < batch_size and padded_width(items[b[0]].length) == padded_width(items[i].length):
-                b.append(i)
-            else:
-                batches.append([i])
-        plan.append(batches)
-    return plan
 
 
 def parse_layers(text: str | None, n_layers: int) -> tuple[int, ...] | None:
