@@ -1,19 +1,31 @@
-"""Capture cost against a plain forward pass, peak memory, and cache size against dense caching.
+"""Capture cost against a plain forward pass: end to end (whole processes), and in steady state.
 
-One run prints, for the same batch of ``prompt + response`` token sequences:
+Default mode, end to end. ``python benchmarks/capture.py`` writes a JSONL of ``--responses`` (12)
+prompt/response pairs whose responses are 200-1000 tokens long for the model's tokenizer (texts
+generated deterministically from ``--seed``; they need not be model samples), then times, as whole
+processes and in interleaved repeats (``--reps``, alternating which runs first):
 
-* time per token of the capture pass (hooks sparsifying every layer on the device + per-token
-  output statistics) as a multiple of a plain forward pass (``hf_model(ids)`` with full logits),
-  both timed in steady state (a warm-up run first, start-up excluded; the fastest of ``--reps``
-  interleaved runs, in process CPU time on a CPU);
-  also the end-to-end ``capture_cache`` (tokenizing, the pass, writing and fsyncing the cache);
-* peak memory of each pass above the loaded model (CUDA: ``max_memory_allocated``; CPU: resident
-  set size sampled every millisecond by a thread);
-* bytes of the written cache against the dense ``run_with_cache`` of the same activations.
+* ``nex capture --model M --responses R.jsonl -o OUT`` at its defaults (start-up, loading,
+  tokenizing, the pass, per-token statistics, writing and fsyncing the cache);
+* a plain Hugging Face forward pass over the same prompt + response texts, one at a time
+  (``AutoModelForCausalLM.from_pretrained`` with its default attention, full logits), in a process
+  of its own (this file with ``--plain-worker``).
 
-Default: SmolLM2-135M-Instruct on CPU (``OMP_NUM_THREADS=2 python benchmarks/capture.py``).
+It prints the wall time of each (median and min over the repeats), the ratio of the medians, and
+the ratio of the processes' CPU times (less disturbed by other jobs on shared cores). A warm-up
+pair on one response first fills the page cache. ``--responses-file F`` times an existing JSONL.
+
+``--steady`` (and ``--qwen3-4b-config``): the earlier in-process measurement on one batch of
+sequences: the capture pass (hooks sparsifying every layer on the device + per-token statistics)
+against a plain forward pass, both after a warm-up, fastest of ``--reps`` interleaved runs (process
+CPU time on a CPU, synchronised wall time on CUDA); the end-to-end ``capture_cache``; peak memory
+of each pass above the loaded model (CUDA: ``max_memory_allocated``; CPU: resident set size
+sampled every millisecond); bytes of the written cache against the dense ``run_with_cache``.
 ``--qwen3-4b-config``: a randomly initialised model with Qwen3-4B's exact configuration (no weights
-needed) in bf16 with 8k-token responses, for a GPU (``--device cuda``).
+needed) in bf16 with 8k-token responses, for a GPU (``--device cuda``); ``--qwen3-layers 1
+--response-tokens 64`` smoke-tests it on a CPU.
+
+(Over 400 lines because the two modes share the model set-up and reporting; they are one tool.)
 """
 
 from __future__ import annotations
@@ -21,11 +33,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 TEXT = (
     "Let us think step by step. The farmer starts with 17 sheep and buys 5 more, so he has 17 + 5 = 22 sheep. "
@@ -138,21 +157,175 @@ def qwen3_4b_model(device: str, n_layers: int = 36):
     return LoadedModel(bridge=bridge, hf_model=hf, tokenizer=tok, identity=ident, n_layers=n_layers, d_mlp=9728, n_ctx=40960, device=device, dtype="bfloat16")
 
 
+# ---------------------------------------------------------------------- end to end (processes)
+
+SENTENCES = (
+    "Let us think step by step about the {a} boxes.",
+    "Each box holds {b} apples, so together they hold {a} * {b} = {c} apples.",
+    "Wait, let me check that again: {a} times {b} is {c}, yes.",
+    "Then {d} apples are eaten, which leaves {c} - {d} = {e}.",
+    "Hmm, but the question asks for the apples per day over {b} days.",
+    "Alternatively we could split the {e} apples into groups of {b} first.",
+    "So the answer so far is {e}, but I should verify the second step.",
+    "Another approach: count the boxes again, there are {a} of them.",
+    "That means the farmer needs {c} kilograms of hay in total.",
+    "Let me reconsider the case where {d} of the sheep run away.",
+)
+
+
+def synthetic_rows(tokenizer, n: int, seed: int, lo: int = 200, hi: int = 1000) -> list[dict]:
+    """``n`` prompt/response pairs whose responses are about ``lo``..``hi`` tokens long (evenly
+    spread, shuffled), from a seeded random walk over arithmetic-reasoning sentences."""
+    rng = random.Random(seed)
+    targets = [lo + (hi - lo) * i // max(n - 1, 1) for i in range(n)]
+    rng.shuffle(targets)
+    rows = []
+    for i, target in enumerate(targets):
+        parts, n_tok = [], 0
+        while n_tok < target + 8:
+            a, b, d = rng.randint(2, 60), rng.randint(2, 12), rng.randint(1, 40)
+            parts.append(rng.choice(SENTENCES).format(a=a, b=b, c=a * b, d=d, e=a * b - d))
+            n_tok += 14
+            if n_tok >= target + 8:
+                n_tok = len(tokenizer(" ".join(parts), add_special_tokens=False)["input_ids"])
+        ids = tokenizer(" ".join(parts), add_special_tokens=False)["input_ids"][:target]
+        prompt = f"A farmer has {rng.randint(5, 90)} sheep and buys {rng.randint(2, 20)} more. Each eats {rng.randint(2, 9)} kg of hay a day. How much hay for {rng.randint(2, 30)} days? Think step by step."
+        rows.append({"id": f"r{i:02d}", "prompt": prompt, "response": tokenizer.decode(ids)})
+    return rows
+
+
+def plain_worker(args) -> int:
+    """The baseline process: a plain HF forward over each prompt + response, one at a time."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=getattr(torch, args.dtype)).to(args.device).eval()
+    n = 0
+    with open(args.responses_file) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    for row in rows:
+        if row.get("chat_template"):
+            text = tok.apply_chat_template([{"role": "user", "content": row["prompt"]}], tokenize=False, add_generation_prompt=True)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tok(row["prompt"])["input_ids"]
+        ids = ids + tok(row["response"], add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = model(torch.tensor([ids], device=args.device)).logits
+        n += logits.shape[1]
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    print(f"plain forward over {len(rows)} sequences, {n} tokens")
+    return 0
+
+
+def _timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child) of one process; fails loudly on a non-zero exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"benchmark: {' '.join(cmd[:4])} ... failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def end_to_end_processes(args) -> int:
+    from transformers import AutoTokenizer
+
+    from nex_interp.models.loader import resolve_spec
+
+    resolved = resolve_spec(args.model)
+    if resolved.path is None:
+        sys.exit(f"benchmark: model {args.model!r} is not a local directory: give smollm2, zoo:NAME, a .gguf or a directory")
+    work = Path(tempfile.mkdtemp(prefix="nex_capture_e2e_"))
+    tok = AutoTokenizer.from_pretrained(resolved.path)
+    if args.responses_file:
+        src = Path(args.responses_file)
+        rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
+    else:
+        rows = synthetic_rows(tok, args.responses, args.seed)
+        src = work / "responses.jsonl"
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lengths = [len(tok(r["response"], add_special_tokens=False)["input_ids"]) for r in rows]
+    warm = work / "warmup.jsonl"
+    warm.write_text(json.dumps(rows[0]) + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    dev = ["--device", args.device, "--dtype", args.dtype]
+
+    def nex_cmd(responses: Path, k: str) -> list[str]:
+        return [sys.executable, "-m", "nex_interp", "capture", "--model", args.model, "--responses", str(responses), "-o", str(work / f"cache_{k}"), *dev]
+
+    def plain_cmd(responses: Path) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "--plain-worker", "--model-dir", str(resolved.path), "--responses-file", str(responses), *dev]
+
+    load0 = os.getloadavg()
+    _timed(plain_cmd(warm), env)
+    _timed(nex_cmd(warm, "warm"), env)
+    times: dict[str, list[tuple[float, float]]] = {"nex capture": [], "plain forward": []}
+    for rep in range(args.reps):
+        order = ["plain forward", "nex capture"] if rep % 2 == 0 else ["nex capture", "plain forward"]
+        for name in order:
+            cmd = plain_cmd(src) if name == "plain forward" else nex_cmd(src, str(rep))
+            times[name].append(_timed(cmd, env))
+            print(f"  rep {rep + 1} {name:13s} {times[name][-1][0]:7.2f} s wall {times[name][-1][1]:7.2f} s CPU", flush=True)
+        shutil.rmtree(work / f"cache_{rep}", ignore_errors=True)
+    load1 = os.getloadavg()
+    med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    mins = {k: min(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+    res = {
+        "mode": "end to end (processes)", "model": args.model, "device": args.device, "dtype": args.dtype,
+        "responses": len(rows), "response_tokens": lengths, "reps": args.reps,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "loadavg_before": load0, "loadavg_after": load1,
+        "wall_s": {k: [w for w, _ in v] for k, v in times.items()}, "cpu_s": {k: [c for _, c in v] for k, v in times.items()},
+        "ratio_wall_median": med["nex capture"] / med["plain forward"], "ratio_wall_min": mins["nex capture"] / mins["plain forward"],
+        "ratio_cpu_median": cpu["nex capture"] / cpu["plain forward"],
+    }
+    print(f"{args.model} on {args.device} ({args.dtype}, OMP_NUM_THREADS={res['omp_num_threads']}): {len(rows)} responses of "
+          f"{min(lengths)}-{max(lengths)} tokens ({sum(lengths)} in all), {args.reps} interleaved repeats; load {load0[0]:.1f} -> {load1[0]:.1f}")
+    for k in ("plain forward", "nex capture"):
+        print(f"  {k:13s} wall median {med[k]:7.2f} s  min {mins[k]:7.2f} s   CPU median {cpu[k]:7.2f} s")
+    print(f"  nex capture / plain forward: {res['ratio_wall_median']:.2f}x wall (medians), {res['ratio_wall_min']:.2f}x (mins), "
+          f"{res['ratio_cpu_median']:.2f}x CPU time")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2", help="model spec (default smollm2)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--batch", type=int, default=1, help="sequences per forward pass (default 1)")
-    ap.add_argument("--prompt-tokens", type=int, default=64)
-    ap.add_argument("--response-tokens", type=int, default=960)
-    ap.add_argument("--rule", default=None, help="activation rule (default: the capture default)")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--qwen3-4b-config", action="store_true", help="random Qwen3-4B-config model, bf16, 8k-token responses (GPU)")
-    ap.add_argument("--qwen3-layers", type=int, default=36, help="with --qwen3-4b-config: fewer layers, for a CPU smoke test")
+    ap.add_argument("--reps", type=int, default=3, help="repeats (interleaved)")
     ap.add_argument("--json", help="also write the numbers to this file")
+    e2e = ap.add_argument_group("end to end (default mode)")
+    e2e.add_argument("--responses", type=int, default=12, help="synthetic responses, 200-1000 tokens (default 12)")
+    e2e.add_argument("--seed", type=int, default=0, help="seed of the synthetic texts (default 0)")
+    e2e.add_argument("--responses-file", help="time this responses JSONL instead of synthetic texts")
+    e2e.add_argument("--plain-worker", action="store_true", help=argparse.SUPPRESS)
+    e2e.add_argument("--model-dir", help=argparse.SUPPRESS)
+    st = ap.add_argument_group("steady state (--steady, --qwen3-4b-config)")
+    st.add_argument("--steady", action="store_true", help="in-process steady-state pass, peak memory, cache size")
+    st.add_argument("--batch", type=int, default=1, help="sequences per forward pass (default 1)")
+    st.add_argument("--prompt-tokens", type=int, default=64)
+    st.add_argument("--response-tokens", type=int, default=960)
+    st.add_argument("--rule", default=None, help="activation rule (default: the capture default)")
+    st.add_argument("--qwen3-4b-config", action="store_true", help="random Qwen3-4B-config model, bf16, 8k-token responses (GPU)")
+    st.add_argument("--qwen3-layers", type=int, default=36, help="with --qwen3-4b-config: fewer layers, for a CPU smoke test")
     args = ap.parse_args(argv)
+    if args.plain_worker:
+        return plain_worker(args)
+    if not (args.steady or args.qwen3_4b_config):
+        return end_to_end_processes(args)
+    return steady_state(args)
 
+
+def steady_state(args) -> int:
     import torch
 
     from nex_interp.capture.capture import CaptureConfig, _input_batch, capture_batch, capture_cache, prepare_items
@@ -186,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         rule = calibrate_rule(model, items, rule, tuple(range(model.n_layers)), config)
     layers = tuple(range(model.n_layers))
 
+    from nex_interp.capture.hf_pass import hf_pass
+
     def plain():
-        with torch.inference_mode():
+        # the HF model as HF runs it (the bridge's components unwrapped, SDPA attention), full logits
+        with torch.inference_mode(), hf_pass(model, []):
             out = model.hf_model(input_ids=ids, use_cache=False)
             return out.logits.shape
 
@@ -209,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         # context: the same weights as a plain HF model that no TransformerBridge wraps
         from transformers import AutoModelForCausalLM
 
-        bare = AutoModelForCausalLM.from_pretrained(model.identity["path"], dtype=next(model.hf_model.parameters()).dtype,
-                                                    attn_implementation="eager").to(args.device).eval()
+        bare = AutoModelForCausalLM.from_pretrained(model.identity["path"], dtype=next(model.hf_model.parameters()).dtype).to(args.device).eval()
 
         def unwrapped():
             with torch.inference_mode():

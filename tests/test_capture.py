@@ -158,26 +158,69 @@ def test_rows_cover_response_tokens_only(pico, responses, tmp_path):
     assert int(ptr[-1]) == c.token_row_ptr[-1]
 
 
-def test_batching_and_padding_change_nothing(pico, responses, tmp_path):
-    """A padded batch gives the cache of one-at-a-time capture; padding never leaks into rows."""
-    one = capture_cache(pico, responses, tmp_path / "one", CaptureConfig(row_tokens=R, batch_size=1, progress=False))
-    many = capture_cache(pico, responses, tmp_path / "many", CaptureConfig(row_tokens=R, batch_size=7, progress=False))
-    assert one.n_entries == many.n_entries
-    scheme = KeyScheme.ref22()
-    _assert_same(_cache_as_dicts(tmp_path / "many", scheme), _cache_as_dicts(tmp_path / "one", scheme), rtol=1e-3, atol=1e-3)
-    p1, a1 = open_stream(tmp_path / "one", "tokens")
-    p2, a2 = open_stream(tmp_path / "many", "tokens")
-    assert np.array_equal(p1, p2) and np.array_equal(a1["ids"], a2["ids"])
-    for k in ("logprob", "entropy", "topk_mean_logprob", "vocab_mean_logprob"):
-        np.testing.assert_allclose(a1[k], a2[k], rtol=1e-4, atol=1e-4)
-
-
 def _cache_files(path: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(path)): p.read_bytes()
         for p in sorted(path.rglob("*"))
         if p.is_file() and p.name not in ("manifest.json", "provenance.json")
     }
+
+
+def _per_response_bytes(path: Path) -> dict[str, tuple[bytes, ...]]:
+    """Each response's own bytes (rows, base, token stats), by id."""
+    c = open_cache(path)
+    ptr, arrays = open_stream(path, "tokens")
+    out = {}
+    for i, m in enumerate(read_response_meta(path)):
+        r0, r1 = c.response_rows(i)
+        e0, e1 = int(c.row_ptr[r0]), int(c.row_ptr[r1])
+        b0, b1 = int(c.base_ptr[i]), int(c.base_ptr[i + 1])
+        out[m["id"]] = (
+            np.asarray(c.keys[e0:e1]).tobytes(), np.asarray(c.mass[e0:e1]).tobytes(),
+            np.diff(np.asarray(c.row_ptr[r0 : r1 + 1])).tobytes(), np.diff(np.asarray(c.token_row_ptr[r0 : r1 + 1])).tobytes(),
+            np.asarray(c.base_keys[b0:b1]).tobytes(), np.asarray(c.base_mass[b0:b1]).tobytes(),
+            *(np.asarray(arrays[k][int(ptr[i]) : int(ptr[i + 1])]).tobytes() for k in sorted(arrays)),
+        )
+    return out
+
+
+def _same_width_responses() -> list[dict]:
+    """Responses whose sequences share padded widths (so batches of 3 really form), and some that don't."""
+    rows = _responses(12, seed=5)
+    rows += [dict(r, id=f"{r['id']}-again", sample=9) for r in rows[:5]]  # identical lengths
+    return rows
+
+
+def test_batch_size_and_order_change_no_byte(pico, tmp_path, monkeypatch):
+    """Batch sizes 1 and 3 give byte-identical caches; a shuffled input gives each response the same bytes."""
+    rows = _same_width_responses()
+    sizes = []
+    real = capture_mod.capture_batch
+    monkeypatch.setattr(capture_mod, "capture_batch", lambda m, items, *a: sizes.append(len(items)) or real(m, items, *a))
+    capture_cache(pico, rows, tmp_path / "b1", CaptureConfig(row_tokens=R, batch_size=1, progress=False))
+    assert sizes == [1] * len(rows)
+    sizes.clear()
+    capture_cache(pico, rows, tmp_path / "b3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
+    assert max(sizes) == 3 and sum(sizes) == len(rows)  # real batches, padded ones among them
+    f1, f3 = _cache_files(tmp_path / "b1"), _cache_files(tmp_path / "b3")
+    assert f1.keys() == f3.keys() and all(f1[k] == f3[k] for k in f1)
+    assert [m["id"] for m in read_response_meta(tmp_path / "b3")] == [r["id"] for r in rows]  # input order
+    shuffled = rows[:]
+    random.Random(3).shuffle(shuffled)
+    capture_cache(pico, shuffled, tmp_path / "shuf", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
+    assert [m["id"] for m in read_response_meta(tmp_path / "shuf")] == [r["id"] for r in shuffled]
+    assert _per_response_bytes(tmp_path / "shuf") == _per_response_bytes(tmp_path / "b1")
+
+
+def test_plan_batches_one_width_per_batch():
+    items = [capture_mod._Item(str(i), {}, [1] * p, [2] * r) for i, (p, r) in enumerate([(3, 10), (3, 40), (5, 8), (1, 12), (2, 60), (3, 9)])]
+    assert capture_mod.plan_batches(items, 1) == [[[i]] for i in range(6)]
+    (window,) = capture_mod.plan_batches(items, 2)
+    assert sorted(i for b in window for i in b) == list(range(6))
+    for b in window:
+        assert len(b) <= 2 and len({capture_mod.padded_width(items[i].length) for i in b}) == 1 and b == sorted(b)
+    assert window[0] == [0, 2]  # widths 16, 16 (13, 13 tokens) first; 12 tokens -> 16 too, but the batch is full
+    assert capture_mod.default_batch_size("cpu") == 1 and capture_mod.default_batch_size("cuda:0") == 4
 
 
 def test_same_inputs_byte_identical(pico, responses, tmp_path):
@@ -192,7 +235,7 @@ def test_same_inputs_byte_identical(pico, responses, tmp_path):
 
 
 def test_interrupted_capture_is_valid_and_resumes(pico, responses, tmp_path, monkeypatch):
-    cfg = CaptureConfig(row_tokens=R, batch_size=2, progress=False)
+    cfg = CaptureConfig(row_tokens=R, batch_size=1, progress=False)
     capture_cache(pico, responses, tmp_path / "full", cfg)
     real = capture_mod.capture_batch
     calls = {"n": 0}
@@ -207,12 +250,22 @@ def test_interrupted_capture_is_valid_and_resumes(pico, responses, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         capture_cache(pico, responses, tmp_path / "cut", cfg)
     part = open_cache(tmp_path / "cut")
-    assert part.n_responses == 4  # two finished batches, nothing of the third
-    assert [m["id"] for m in read_response_meta(tmp_path / "cut")] == ["r0", "r1", "r2", "r3"]
+    assert part.n_responses == 2  # two finished responses, nothing of the third
+    assert [m["id"] for m in read_response_meta(tmp_path / "cut")] == ["r0", "r1"]
     monkeypatch.setattr(capture_mod, "capture_batch", real)
     rep = capture_cache(pico, responses, tmp_path / "cut", cfg)
-    assert (rep.n_already_done, rep.n_captured) == (4, 3)
+    assert (rep.n_already_done, rep.n_captured) == (2, 5)
     assert _cache_files(tmp_path / "cut") == _cache_files(tmp_path / "full")
+    # batched: what an interruption leaves is a prefix of the input, and resuming (batched) completes it
+    calls["n"] = 0
+    monkeypatch.setattr(capture_mod, "capture_batch", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        capture_cache(pico, responses, tmp_path / "cut3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
+    ids = [m["id"] for m in read_response_meta(tmp_path / "cut3")]
+    assert ids == [r["id"] for r in responses[: len(ids)]] and len(ids) < len(responses)
+    monkeypatch.setattr(capture_mod, "capture_batch", real)
+    capture_cache(pico, responses, tmp_path / "cut3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
+    assert _cache_files(tmp_path / "cut3") == _cache_files(tmp_path / "full")
     with pytest.raises(NexError, match="resume"):
         capture_cache(pico, responses, tmp_path / "cut", cfg, resume=False)
 
@@ -240,14 +293,18 @@ def test_token_stats_match_full_logits(pico, responses, tmp_path):
 
 def test_layer_subset_and_no_stats_stop_early(pico, responses, tmp_path):
     """Capturing layer 0 without token stats stops the forward after layer 0, with the same rows."""
+    from nex_interp.capture.hf_pass import hooked_module
+
     fired = []
-    h = pico.bridge.hook_dict["blocks.1.mlp.out.hook_in"].add_hook(lambda x, hook=None: fired.append(1))
+    down1, _ = hooked_module(pico.bridge, "blocks.1.mlp.out.hook_in")  # the HF module the pass runs
+    h = down1.register_forward_pre_hook(lambda mod, args: fired.append(1))
     try:
         capture_cache(pico, responses, tmp_path / "l0", CaptureConfig(row_tokens=R, layers=(0,), token_stats=False, progress=False))
         assert not fired
+        capture_cache(pico, responses[:2], tmp_path / "l1", CaptureConfig(row_tokens=R, layers=(0,), progress=False))
+        assert fired  # with token stats the pass goes on through layer 1
     finally:
-        h.hook.remove()
-        pico.bridge.hook_dict["blocks.1.mlp.out.hook_in"].fwd_hooks.remove(h)
+        h.remove()
     capture_cache(pico, responses, tmp_path / "all", CaptureConfig(row_tokens=R, progress=False))
     sub = _cache_as_dicts(tmp_path / "l0", KeyScheme.ref22())
     full = _cache_as_dicts(tmp_path / "all", KeyScheme.ref22())
@@ -291,6 +348,8 @@ def test_rule_parsing():
         with pytest.raises(ConfigError):
             parse_rule(bad)
     assert parse_layers("0-2,5", 8) == (0, 1, 2, 5) and parse_layers("all", 8) is None
+    with pytest.raises(ConfigError, match="attention"):
+        CaptureConfig(attention="flash")
     for bad in ("9", "a-b", "3-1"):
         with pytest.raises(ConfigError):
             parse_layers(bad, 8)
@@ -337,3 +396,38 @@ def test_bfloat16_capture_close_to_float32(pico_qwen3_dir, responses, tmp_path):
     _, a16 = open_stream(tmp_path / "bf16", "tokens")
     _, a32 = open_stream(tmp_path / "f32", "tokens")
     np.testing.assert_allclose(a16["logprob"], a32["logprob"], atol=0.15)
+
+
+def test_hf_pass_runs_plain_modules_and_restores(pico):
+    """Within hf_pass the model runs its HF modules with SDPA, hooks get the bridge's values; all is restored."""
+    from nex_interp.capture.hf_pass import hf_pass
+
+    hf = pico.hf_model
+    before = [type(m).__name__ for m in hf.modules()]
+    impl = hf.config._attn_implementation
+    ids = torch.tensor([pico.tokenizer("the cat sat on the mat")["input_ids"]])
+    name = "blocks.1.mlp.out.hook_in"
+    with torch.no_grad():
+        _, cache = pico.bridge.run_with_cache(ids, names_filter=[name, "ln_final.hook_out"])
+        got = {}
+        with hf_pass(pico, [(name, lambda x: got.__setitem__("mlp", x.clone())), ("ln_final.hook_out", lambda x: got.__setitem__("norm", x.clone()))]):
+            assert hf.config._attn_implementation == "sdpa"
+            assert not any(type(m).__module__.startswith("transformer_lens") for m in hf.modules())
+            hf(ids)
+        with pytest.raises(RuntimeError), hf_pass(pico, [(name, lambda x: None)]):
+            raise RuntimeError("a pass that stops early")
+        with pytest.raises(KeyError, match="no hook point"), hf_pass(pico, [("blocks.9.mlp.out.hook_in", lambda x: None)]):
+            pass
+    assert [type(m).__name__ for m in hf.modules()] == before and hf.config._attn_implementation == impl
+    torch.testing.assert_close(got["mlp"], cache[name], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got["norm"], cache["ln_final.hook_out"], atol=1e-5, rtol=1e-5)
+    fired = []
+    point = pico.bridge.hook_dict["blocks.0.attn.hook_pattern"]
+    h = point.add_hook(lambda x, hook=None: fired.append(x.shape))
+    try:
+        with torch.no_grad():
+            pico.bridge(ids)
+    finally:
+        h.hook.remove()
+        point.fwd_hooks.remove(h)
+    assert fired, "the bridge's own attention hooks fire again after the pass"

@@ -1,7 +1,14 @@
 """Capture: teacher-forced forward passes over prompt + response, written as a sparse NEX cache.
 
-For each response the model runs once over ``prompt + response`` (right-padded batches, so real
-tokens never see padding and keep their positions). In the hook of every captured layer,
+For each response the model runs once over ``prompt + response``. Batches and padding: each
+sequence is right-padded to its own *width*, its length rounded up to a multiple of
+:data:`PAD_MULTIPLE` (16), and a batch only holds sequences of the same width. So real tokens keep
+their positions, never attend to padding, and compute exactly what they compute alone: the cache is
+byte-identical whatever the batch size and the order of the responses (on a CPU, where the kernels
+do not depend on the number of sequences; tested). The batch size defaults by device
+(:func:`.batching.default_batch_size`: 1 on a CPU, where batching buys nothing; 4 elsewhere). Within a
+window of ``8 * batch_size`` responses, batches are formed in order of width; responses are still
+written in input order. In the hook of every captured layer,
 ``blocks.{L}.mlp.out.hook_in`` (the input of the MLP's output projection, ``act(gate) * up`` for
 gated MLPs), the activation rule (:mod:`.rules`) picks the active units of each *response* token on
 the device; activations are summed per row of ``row_tokens`` consecutive response tokens and only
@@ -9,9 +16,16 @@ the sparse result (row, unit, mass) leaves the device. Prompt tokens and padding
 The base vector of a response is the sum of its rows. Dense activations of at most one layer exist at
 a time (the one the model itself just computed), processed in chunks of ``chunk_tokens`` tokens.
 
-The same pass records per-token output statistics (:mod:`.token_stats`) from the final-norm
+The pass runs through the HF modules the bridge wraps, attention with SDPA, the hook functions
+attached by their bridge hook names to the modules those names map to (:mod:`.hf_pass`): capture
+hooks no attention, and TransformerLens's step-by-step eager attention is the costliest part of a
+long sequence's pass. The same pass records per-token output statistics (:mod:`.token_stats`) from the final-norm
 hidden states, so selection baselines need no second pass. When they are not wanted, the forward
 pass stops after the last captured layer.
+
+(Over 400 lines: the pass, its hooks, response assembly and the resumable driver share the
+``_Item`` and ``CaptureConfig`` types; batching lives in :mod:`.batching`, attention and hook
+placement in :mod:`.hf_pass`, the statistics in :mod:`.token_stats`.)
 
 Responses are committed one by one through :class:`nex_interp.cache.writer.CacheWriter`: an
 interrupted capture leaves a valid cache of the finished responses and ``resume=True`` continues.
@@ -29,9 +43,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..keys import KeyScheme
-from ..models.hooks import NEURON_HOOK, StopForward, installed_hooks, run_until_stopped
+from ..models.hooks import NEURON_HOOK, StopForward, run_until_stopped
 from ..models.prompts import encode_prompt, encode_response
 from . import token_stats as ts
+from .batching import PAD_MULTIPLE, WINDOW_BATCHES, default_batch_size, padded_width, plan_batches  # noqa: F401
+from .hf_pass import hf_pass
 from .rules import DEFAULT_RULE, ActivationRule, QuantileCalibrator, parse_rule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +67,7 @@ class CaptureConfig:
     rule: str = DEFAULT_RULE
     row_tokens: int = 32
     layers: tuple[int, ...] | None = None
-    batch_size: int = 4
+    batch_size: int | None = None  # None: default_batch_size(device)
     max_responses: int | None = None
     token_stats: bool = True
     stats_topk: int = ts.DEFAULT_TOPK
@@ -59,11 +75,14 @@ class CaptureConfig:
     chat_template: bool | None = None
     chunk_tokens: int = 2048
     progress: bool = True
+    #: the pass's attention: "sdpa" (fused, the default) or "eager" (same model, other float rounding;
+    #: ``nex demo`` keeps "eager", with which its published numbers were captured)
+    attention: str = "sdpa"
 
     def __post_init__(self) -> None:
         if self.row_tokens < 1:
             raise ConfigError(f"--row-tokens must be >= 1, got {self.row_tokens}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.max_responses is not None and self.max_responses < 1:
             raise ConfigError(f"--max-responses must be >= 1, got {self.max_responses}")
@@ -71,6 +90,8 @@ class CaptureConfig:
             raise ConfigError(f"stats_topk must be >= 1, got {self.stats_topk}")
         if self.chunk_tokens < 1:
             raise ConfigError(f"chunk_tokens must be >= 1, got {self.chunk_tokens}")
+        if self.attention not in ("sdpa", "eager"):
+            raise ConfigError(f"attention must be 'sdpa' or 'eager', got {self.attention!r}")
         parse_rule(self.rule, self.calib_responses)  # validates early
 
     def to_dict(self) -> dict:
@@ -183,11 +204,12 @@ def prepare_items(model: "LoadedModel", responses: list[dict], config: CaptureCo
 
 
 def _input_batch(model: "LoadedModel", items: list[_Item]):
-    """Right-padded input ids: real tokens keep their positions and never attend to padding."""
+    """Right-padded input ids (to the batch's widest :func:`padded_width`): real tokens keep their
+    positions and never attend to padding."""
     import torch
 
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    width = max(it.length for it in items)
+    width = max(padded_width(it.length) for it in items)
     ids = torch.full((len(items), width), int(pad), dtype=torch.long)
     for b, it in enumerate(items):
         ids[b, : it.length] = torch.tensor(it.prompt_ids + it.response_ids, dtype=torch.long)
@@ -208,38 +230,40 @@ def sparse_rows(
     """Sparsify one response's activations of one layer, on their device.
 
     Returns ``(row, unit, mass)`` of every (row, unit) pair active on at least one of the row's
-    tokens, with the mass summed over those tokens (row-major order), and the base vector
-    ``(unit, mass)`` summed over the whole response.
+    tokens, with the mass summed over those tokens in token order (row-major order), and the base
+    vector ``(unit, mass)`` summed over the whole response. Every rule gives active units a mass
+    > 0 and inactive ones 0, so a row's active set is where its summed mass is > 0. A ``topk``
+    rule is summed straight from the ``K`` indices and values per token (no dense mask).
     """
     import torch
-    from einops import reduce
 
     n, d = x.shape
     chunk = max(row_tokens, (chunk_tokens // row_tokens) * row_tokens)
     base_mass = torch.zeros(d, dtype=torch.float32, device=x.device)
-    base_active = torch.zeros(d, dtype=torch.bool, device=x.device)
     rows, units, masses = [], [], []
     for s in range(0, n, chunk):
-        active, mass = rule.select(x[s : s + chunk], layer)
-        m = active.shape[0]
-        r = -(-m // row_tokens)
-        if r * row_tokens != m:  # the last row of a response may be shorter
-            extra = r * row_tokens - m
-            active = torch.cat([active, active.new_zeros(extra, d)])
-            mass = torch.cat([mass, mass.new_zeros(extra, d)])
-        row_mass = reduce(mass, "(row tok) d -> row d", "sum", tok=row_tokens)
-        row_active = reduce(active, "(row tok) d -> row d", "any", tok=row_tokens)
-        del active, mass
-        nz = row_active.nonzero()
+        xc = x[s : s + chunk]
+        m = xc.shape[0]
+        r = -(-m // row_tokens)  # the last row of a response may be shorter
+        tok_row = torch.arange(m, device=x.device) // row_tokens
+        row_mass = torch.zeros(r * d, dtype=torch.float32, device=x.device)
+        if rule.kind == "topk":
+            units_k, mass_k = rule.select_topk(xc)
+            keep = mass_k > 0
+            flat = (tok_row[:, None] * d + units_k)[keep]
+            row_mass.index_put_((flat,), mass_k[keep], accumulate=True)
+            row_mass = row_mass.view(r, d)
+        else:
+            row_mass = row_mass.view(r, d).index_add_(0, tok_row, rule.select(xc, layer)[1])
+        nz = row_mass.nonzero()
         rows.append((nz[:, 0] + s // row_tokens).cpu())
         units.append(nz[:, 1].cpu())
-        masses.append(row_mass[row_active].cpu())
+        masses.append(row_mass[nz[:, 0], nz[:, 1]].cpu())
         base_mass += row_mass.sum(0)
-        base_active |= row_active.any(0)
     if not rows:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32), empty, np.zeros(0, np.float32)
-    bu = base_active.nonzero()[:, 0]
+    bu = (base_mass > 0).nonzero()[:, 0]
     return (
         torch.cat(rows).numpy(),
         torch.cat(units).numpy(),
@@ -280,7 +304,7 @@ def capture_batch(
     if config.token_stats:
         hooks.append((FINAL_NORM_HOOK, norm_hook))
     ids = _input_batch(model, items)
-    with installed_hooks(model, hooks):
+    with hf_pass(model, hooks, config.attention):  # the plain HF modules; hooks by bridge hook name
         _forward(model, ids)
     if config.token_stats:
         h = final_hidden["h"]
@@ -345,9 +369,10 @@ def calibrate_rule(model: "LoadedModel", items: list[_Item], rule: ActivationRul
         return hook
 
     hooks = [(model.hook_name(L), layer_hook(L)) for L in layers]
-    for start in range(0, len(sample), config.batch_size):
-        batch = sample[start : start + config.batch_size]
-        with installed_hooks(model, hooks):
+    batch_size = config.batch_size or default_batch_size(model.device)
+    for batch_idx in (b for window in plan_batches(sample, batch_size) for b in window):
+        batch = [sample[i] for i in batch_idx]
+        with hf_pass(model, hooks, config.attention):
             _forward(model, _input_batch(model, batch))
     return rule.with_thresholds(calib.thresholds(rule.value))
 
@@ -402,6 +427,7 @@ def capture_cache(
     from ..provenance import record, write_sidecar
 
     config = config or CaptureConfig()
+    batch_size = config.batch_size or default_batch_size(model.device)
     out = Path(out)
     t0 = time.perf_counter()
     rule = parse_rule(config.rule, config.calib_responses)
@@ -423,18 +449,23 @@ def capture_cache(
     report.n_already_done = len(items) - len(todo)
     bar = tqdm(total=sum(it.length for it in todo), unit="tok", unit_scale=True, desc="capture", disable=not config.progress)
     try:
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start : start + config.batch_size]
-            results = capture_batch(model, batch, rule, layers, config)
-            for it, res in zip(batch, results):
-                rows, bk, bm = assemble_response(it, res, scheme, config.row_tokens)
-                streams = {ts.STREAM: res["stats"]} if res["stats"] is not None else None
-                writer.add_response(rows, bk, bm, it.meta, streams)
-                report.n_captured += 1
-                report.n_tokens += it.n_response
-                report.n_rows += len(rows)
-                report.n_entries += sum(len(r[0]) for r in rows)
-            bar.update(sum(it.length for it in batch))
+        for window in plan_batches(todo, batch_size):
+            done_in_window: dict[int, dict] = {}
+            next_i = min(b[0] for b in window) if window else 0
+            for batch_idx in window:
+                batch = [todo[i] for i in batch_idx]
+                done_in_window.update(zip(batch_idx, capture_batch(model, batch, rule, layers, config)))
+                bar.update(sum(it.length for it in batch))
+                while next_i in done_in_window:  # commit in input order, as soon as possible
+                    it, res = todo[next_i], done_in_window.pop(next_i)
+                    rows, bk, bm = assemble_response(it, res, scheme, config.row_tokens)
+                    streams = {ts.STREAM: res["stats"]} if res["stats"] is not None else None
+                    writer.add_response(rows, bk, bm, it.meta, streams)
+                    report.n_captured += 1
+                    report.n_tokens += it.n_response
+                    report.n_rows += len(rows)
+                    report.n_entries += sum(len(r[0]) for r in rows)
+                    next_i += 1
     except BaseException:
         writer.abandon()
         bar.close()
@@ -445,7 +476,7 @@ def capture_cache(
     write_sidecar(
         out,
         record(
-            "capture", config=config.to_dict(), model=model.identity,
+            "capture", config={**config.to_dict(), "batch_size": batch_size}, model=model.identity,
             inputs={"n_responses": len(responses)}, rule=rule.to_dict(),
             skipped_too_long=skipped, n_captured=report.n_captured,
         ),
@@ -453,4 +484,4 @@ def capture_cache(
     return report
 
 
-__all__ = ["CaptureConfig", "CaptureReport", "capture_cache", "parse_layers", "sparse_rows"]
+__all__ = ["CaptureConfig", "CaptureReport", "capture_cache", "default_batch_size", "parse_layers", "sparse_rows"]

@@ -103,6 +103,13 @@ class ActivationRule:
         return replace(self, thresholds=tuple(float(t) for t in thresholds))
 
     # ------------------------------------------------------------------ applying
+    def select_topk(self, x: "Float[Tensor, 'tok d_mlp']") -> tuple["Tensor", "Float[Tensor, 'tok k']"]:
+        """A ``topk`` rule, sparse: per token the ``K`` top units and their float32 mass (a unit
+        with mass 0 is not active: top-K units must also be > 0)."""
+        v = x if self.sign == "positive" else x.abs()
+        top = v.topk(min(int(self.value), v.shape[-1]), dim=-1, sorted=False)
+        return top.indices, top.values.float().clamp_(min=0)
+
     def select(self, x: "Float[Tensor, 'tok d_mlp']", layer: int) -> tuple["Bool[Tensor, 'tok d_mlp']", "Float[Tensor, 'tok d_mlp']"]:
         """(active, mass): which units are active on each token, and their mass (float32, 0 where inactive)."""
         import torch

@@ -62,7 +62,7 @@ def register(sub) -> None:
     )
     c.add_argument("--calib-responses", type=int, default=16, help="responses that calibrate a quantile rule (default 16)")
     c.add_argument("--layers", default="all", help="layers to capture, e.g. 0-11,20 (default all)")
-    c.add_argument("--batch-size", type=int, default=4, help="responses per forward pass (default 4)")
+    c.add_argument("--batch-size", type=int, default=None, help="responses per forward pass (default: 1 on a CPU, 4 on a GPU)")
     c.add_argument("--max-responses", type=int, default=None, help="capture only the first N responses")
     c.add_argument(
         "--chat-template", action=argparse.BooleanOptionalAction, default=None,

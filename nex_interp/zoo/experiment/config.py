@@ -17,6 +17,9 @@ class DemoConfig:
     temperature/top_p:  sampling settings; max_new_tokens caps a response.
     row_tokens:         NEX row size for the zoo's short chains of thought (see ``docs``/README).
     rule:               the capture's activation rule.
+    attention:          the capture pass's attention ("eager", as the demo's published figures were
+                        captured; `nex capture` defaults to "sdpa", which moves activations by ~1e-6,
+                        and that alone moves this zoo's 2-token-row results: docs/zoo.md).
     high_entropy_quantile: a row is high-entropy when its mean next-token entropy exceeds this
                         quantile of all rows of all merge variants (one threshold for the family).
     boundary_tolerance: tokens within which an HMM phase boundary matches a generator boundary.
@@ -35,6 +38,7 @@ class DemoConfig:
     row_tokens: int = 2
     rule: str = "abs:0.5"
     batch_size: int = 64
+    attention: str = "eager"
     high_entropy_quantile: float = 0.8
     boundary_tolerance: int = 2
     mixtures: bool = True
@@ -59,7 +63,8 @@ class DemoConfig:
         """The :class:`~nex_interp.capture.capture.CaptureConfig` the experiment captures with."""
         from ...capture.capture import CaptureConfig
 
-        return CaptureConfig(row_tokens=self.row_tokens, rule=self.rule, batch_size=self.batch_size, progress=False)
+        return CaptureConfig(row_tokens=self.row_tokens, rule=self.rule, batch_size=self.batch_size, attention=self.attention,
+                             progress=False)
 
 
 @dataclass
