@@ -18,7 +18,7 @@ pair on one response first fills the page cache. ``--responses-file F`` times an
 ``--steady`` (and ``--qwen3-4b-config``): the earlier in-process measurement on one batch of
 sequences: the capture pass (hooks sparsifying every layer on the device + per-token statistics)
 against a plain forward pass, both after a warm-up, fastest of ``--reps`` interleaved runs (process
-CPU time on a CPU, synchronised wall time on CUDA); the end-to-end ``capture_cache``; peak memory
+CPU time on a CPU, synchronised wall time on CUDA); the end-to-end ``write_cache``; peak memory
 of each pass above the loaded model (CUDA: ``max_memory_allocated``; CPU: resident set size
 sampled every millisecond); bytes of the written cache against the dense ``run_with_cache``.
 ``--qwen3-4b-config``: a randomly initialised model with Qwen3-4B's exact configuration (no weights
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 def steady_state(args) -> int:
     import torch
 
-    from nex_interp.capture.capture import CaptureConfig, _input_batch, capture_batch, capture_cache, prepare_items
+    from nex_interp.capture.engine import CaptureConfig, _input_batch, capture_batch, write_cache, prepare_items
     from nex_interp.capture.rules import DEFAULT_RULE, parse_rule
     from nex_interp.models.loader import load_model, neuron_hook_name
 
@@ -354,12 +354,12 @@ def steady_state(args) -> int:
     ids = _input_batch(model, items)
     rule = parse_rule(rule_text)
     if rule.needs_calibration:
-        from nex_interp.capture.capture import calibrate_rule
+        from nex_interp.capture.engine import calibrate_rule
 
         rule = calibrate_rule(model, items, rule, tuple(range(model.n_layers)), config)
     layers = tuple(range(model.n_layers))
 
-    from nex_interp.capture.hf_pass import hf_pass
+    from nex_interp.models.hf_pass import hf_pass
 
     def plain():
         # the HF model as HF runs it (the bridge's components unwrapped, SDPA attention), full logits
@@ -377,7 +377,7 @@ def steady_state(args) -> int:
         # tokenized rows in, cache files out (writing and fsync included)
         k[0] += 1
         out = tmp / f"cache{k[0]}"
-        capture_cache(model, rows, out, config, resume=False)
+        write_cache(model, rows, out, config, resume=False)
         return out
 
     fns = {"plain": plain, "capture": capture, "end_to_end": end_to_end}
@@ -428,7 +428,7 @@ def steady_state(args) -> int:
           f"   -> {res['ratio_capture']:.2f}x time, {res['ratio_peak']:.2f}x peak memory")
     if t_unwrapped:
         print(f"  (same weights, no bridge: {t_unwrapped:.3f} s, {n_tokens / t_unwrapped:.0f} tok/s; capture pass = {t_cap / t_unwrapped:.2f}x that)")
-    print(f"  capture_cache e2e  {t_e2e:8.3f} s  {res['tokens_per_s_end_to_end']:9.0f} tok/s   -> {res['ratio_end_to_end']:.2f}x time")
+    print(f"  write_cache e2e  {t_e2e:8.3f} s  {res['tokens_per_s_end_to_end']:9.0f} tok/s   -> {res['ratio_end_to_end']:.2f}x time")
     print(f"  cache {cache_bytes * mb:.2f} MiB on disk (rows+base {sparse_bytes * mb:.2f} MiB, {res['entries_per_row']:.0f} entries/row) "
           f"vs dense run_with_cache {dense_bytes * mb:.1f} MiB -> {res['ratio_dense_to_cache']:.0f}x smaller")
     if args.json:

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from nex_interp.capture.capture import _Item, _input_batch, sparse_rows
+    from nex_interp.capture.engine import _Item, _input_batch, sparse_rows
     from nex_interp.models.hooks import installed_hooks
     from nex_interp.capture.rules import QuantileCalibrator, parse_rule
     from nex_interp.generation import generate_responses

@@ -30,8 +30,8 @@ _API = {
     "load": ("nex_interp.models.loader", "load_model"),
     "LoadedModel": ("nex_interp.models.loader", "LoadedModel"),
     "generate": ("nex_interp.generation", "generate_responses"),
-    "capture_cache": ("nex_interp.capture.run", "capture"),
-    "CaptureConfig": ("nex_interp.capture.capture", "CaptureConfig"),
+    "capture_cache": ("nex_interp.capture.run", "capture_cache"),
+    "CaptureConfig": ("nex_interp.capture.engine", "CaptureConfig"),
     "open": ("nex_interp.cache.reader", "open_cache"),
     "open_cache": ("nex_interp.cache.reader", "open_cache"),
     # the NEX core

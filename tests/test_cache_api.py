@@ -93,25 +93,25 @@ def test_score_table_is_keyed_by_response_id(cache_dir):
 
 def test_capture_returns_the_opened_cache(pico_qwen3_dir, tmp_path):
     pytest.importorskip("torch")
-    from nex_interp.capture.capture import CaptureConfig, capture_cache
-    from nex_interp.capture.run import CapturedCache, capture
+    from nex_interp.capture.engine import CaptureConfig, write_cache
+    from nex_interp.capture import CapturedCache, capture_cache
     from nex_interp.errors import ConfigError
     from nex_interp.models.loader import load_model
 
     model = load_model(str(pico_qwen3_dir))
     rows = [{"id": f"q{i}", "problem_id": f"p{i}", "prompt": "a b c", "response": " ".join(["d e f g"] * (i + 1))} for i in range(3)]
-    cache = capture(model, rows, tmp_path / "c", row_tokens=4, progress=False)
+    cache = capture_cache(model, rows, tmp_path / "c", row_tokens=4, progress=False)
     assert isinstance(cache, CapturedCache) and cache.path == tmp_path / "c"
     assert cache.response_ids == ["q0", "q1", "q2"] and cache.has_stream("tokens")
     assert cache.capture_report.n_captured == 3 and cache.capture_report.n_rows == cache.n_rows
-    # the same bytes as capture_cache writes
-    capture_cache(model, rows, tmp_path / "d", CaptureConfig(row_tokens=4, progress=False))
+    # the same bytes as write_cache writes
+    write_cache(model, rows, tmp_path / "d", CaptureConfig(row_tokens=4, progress=False))
     again = open_cache(tmp_path / "d")
     assert np.array_equal(again.keys, cache.keys) and np.array_equal(again.mass, cache.mass)
     with pytest.raises(ConfigError, match="unknown capture setting"):
-        capture(model, rows, tmp_path / "e", row_size=4)
+        capture_cache(model, rows, tmp_path / "e", row_size=4)
     with pytest.raises(ConfigError, match="not both"):
-        capture(model, rows, tmp_path / "e", CaptureConfig(), row_tokens=4)
+        capture_cache(model, rows, tmp_path / "e", CaptureConfig(), row_tokens=4)
 
 
 class _WordTok:

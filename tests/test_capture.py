@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformer_lens")
 
 from nex_interp.cache.reader import open_cache, open_stream, read_response_meta  # noqa: E402
-from nex_interp.capture import capture as capture_mod  # noqa: E402
-from nex_interp.capture.capture import CaptureConfig, capture_cache, parse_layers  # noqa: E402
+from nex_interp.capture import engine as capture_mod  # noqa: E402
+from nex_interp.capture.engine import CaptureConfig, write_cache, parse_layers  # noqa: E402
 from nex_interp.capture.rules import QuantileCalibrator, parse_rule  # noqa: E402
 from nex_interp.cli import main  # noqa: E402
 from nex_interp.errors import ConfigError, NexError  # noqa: E402
@@ -127,7 +127,7 @@ def test_cache_matches_dense_oracle(arch, rule_text, pico_dirs, responses, tmp_p
     d = pico_dirs(arch)
     model = load_model(str(d))
     out = tmp_path / "cache"
-    rep = capture_cache(model, responses, out, CaptureConfig(rule=rule_text, row_tokens=R, batch_size=3, progress=False))
+    rep = write_cache(model, responses, out, CaptureConfig(rule=rule_text, row_tokens=R, batch_size=3, progress=False))
     assert rep.n_captured == len(responses)
     manifest = json.loads((out / "manifest.json").read_text())
     rule = parse_rule(rule_text)
@@ -145,7 +145,7 @@ def test_cache_matches_dense_oracle(arch, rule_text, pico_dirs, responses, tmp_p
 
 
 def test_rows_cover_response_tokens_only(pico, responses, tmp_path):
-    capture_cache(pico, responses, tmp_path / "c", CaptureConfig(row_tokens=R, progress=False))
+    write_cache(pico, responses, tmp_path / "c", CaptureConfig(row_tokens=R, progress=False))
     c = open_cache(tmp_path / "c")
     meta = read_response_meta(tmp_path / "c")
     for i, m in enumerate(meta):
@@ -197,17 +197,17 @@ def test_batch_size_and_order_change_no_byte(pico, tmp_path, monkeypatch):
     sizes = []
     real = capture_mod.capture_batch
     monkeypatch.setattr(capture_mod, "capture_batch", lambda m, items, *a: sizes.append(len(items)) or real(m, items, *a))
-    capture_cache(pico, rows, tmp_path / "b1", CaptureConfig(row_tokens=R, batch_size=1, progress=False))
+    write_cache(pico, rows, tmp_path / "b1", CaptureConfig(row_tokens=R, batch_size=1, progress=False))
     assert sizes == [1] * len(rows)
     sizes.clear()
-    capture_cache(pico, rows, tmp_path / "b3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
+    write_cache(pico, rows, tmp_path / "b3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
     assert max(sizes) == 3 and sum(sizes) == len(rows)  # real batches, padded ones among them
     f1, f3 = _cache_files(tmp_path / "b1"), _cache_files(tmp_path / "b3")
     assert f1.keys() == f3.keys() and all(f1[k] == f3[k] for k in f1)
     assert [m["id"] for m in read_response_meta(tmp_path / "b3")] == [r["id"] for r in rows]  # input order
     shuffled = rows[:]
     random.Random(3).shuffle(shuffled)
-    capture_cache(pico, shuffled, tmp_path / "shuf", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
+    write_cache(pico, shuffled, tmp_path / "shuf", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
     assert [m["id"] for m in read_response_meta(tmp_path / "shuf")] == [r["id"] for r in shuffled]
     assert _per_response_bytes(tmp_path / "shuf") == _per_response_bytes(tmp_path / "b1")
 
@@ -225,8 +225,8 @@ def test_plan_batches_one_width_per_batch():
 
 def test_same_inputs_byte_identical(pico, responses, tmp_path):
     cfg = CaptureConfig(row_tokens=R, batch_size=3, progress=False)
-    capture_cache(pico, responses, tmp_path / "a", cfg)
-    capture_cache(pico, responses, tmp_path / "b", cfg)
+    write_cache(pico, responses, tmp_path / "a", cfg)
+    write_cache(pico, responses, tmp_path / "b", cfg)
     fa, fb = _cache_files(tmp_path / "a"), _cache_files(tmp_path / "b")
     assert fa.keys() == fb.keys() and "rows/keys.uint32" in fa and "tokens/entropy.float32" in fa
     assert all(fa[k] == fb[k] for k in fa)
@@ -236,7 +236,7 @@ def test_same_inputs_byte_identical(pico, responses, tmp_path):
 
 def test_interrupted_capture_is_valid_and_resumes(pico, responses, tmp_path, monkeypatch):
     cfg = CaptureConfig(row_tokens=R, batch_size=1, progress=False)
-    capture_cache(pico, responses, tmp_path / "full", cfg)
+    write_cache(pico, responses, tmp_path / "full", cfg)
     real = capture_mod.capture_batch
     calls = {"n": 0}
 
@@ -248,30 +248,30 @@ def test_interrupted_capture_is_valid_and_resumes(pico, responses, tmp_path, mon
 
     monkeypatch.setattr(capture_mod, "capture_batch", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
-        capture_cache(pico, responses, tmp_path / "cut", cfg)
+        write_cache(pico, responses, tmp_path / "cut", cfg)
     part = open_cache(tmp_path / "cut")
     assert part.n_responses == 2  # two finished responses, nothing of the third
     assert [m["id"] for m in read_response_meta(tmp_path / "cut")] == ["r0", "r1"]
     monkeypatch.setattr(capture_mod, "capture_batch", real)
-    rep = capture_cache(pico, responses, tmp_path / "cut", cfg)
+    rep = write_cache(pico, responses, tmp_path / "cut", cfg)
     assert (rep.n_already_done, rep.n_captured) == (2, 5)
     assert _cache_files(tmp_path / "cut") == _cache_files(tmp_path / "full")
     # batched: what an interruption leaves is a prefix of the input, and resuming (batched) completes it
     calls["n"] = 0
     monkeypatch.setattr(capture_mod, "capture_batch", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
-        capture_cache(pico, responses, tmp_path / "cut3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
+        write_cache(pico, responses, tmp_path / "cut3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
     ids = [m["id"] for m in read_response_meta(tmp_path / "cut3")]
     assert ids == [r["id"] for r in responses[: len(ids)]] and len(ids) < len(responses)
     monkeypatch.setattr(capture_mod, "capture_batch", real)
-    capture_cache(pico, responses, tmp_path / "cut3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
+    write_cache(pico, responses, tmp_path / "cut3", CaptureConfig(row_tokens=R, batch_size=3, progress=False))
     assert _cache_files(tmp_path / "cut3") == _cache_files(tmp_path / "full")
     with pytest.raises(NexError, match="resume"):
-        capture_cache(pico, responses, tmp_path / "cut", cfg, resume=False)
+        write_cache(pico, responses, tmp_path / "cut", cfg, resume=False)
 
 
 def test_token_stats_match_full_logits(pico, responses, tmp_path):
-    capture_cache(pico, responses[:5], tmp_path / "c", CaptureConfig(row_tokens=R, progress=False, stats_topk=4))
+    write_cache(pico, responses[:5], tmp_path / "c", CaptureConfig(row_tokens=R, progress=False, stats_topk=4))
     ptr, arrays = open_stream(tmp_path / "c", "tokens")
     manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
     assert manifest["token_stats"]["topk"] == 4 and manifest["token_stats"]["vocab_size"] == len(pico.tokenizer)
@@ -293,19 +293,19 @@ def test_token_stats_match_full_logits(pico, responses, tmp_path):
 
 def test_layer_subset_and_no_stats_stop_early(pico, responses, tmp_path):
     """Capturing layer 0 without token stats stops the forward after layer 0, with the same rows."""
-    from nex_interp.capture.hf_pass import hooked_module
+    from nex_interp.models.hf_pass import hooked_module
 
     fired = []
     down1, _ = hooked_module(pico.bridge, "blocks.1.mlp.out.hook_in")  # the HF module the pass runs
     h = down1.register_forward_pre_hook(lambda mod, args: fired.append(1))
     try:
-        capture_cache(pico, responses, tmp_path / "l0", CaptureConfig(row_tokens=R, layers=(0,), token_stats=False, progress=False))
+        write_cache(pico, responses, tmp_path / "l0", CaptureConfig(row_tokens=R, layers=(0,), token_stats=False, progress=False))
         assert not fired
-        capture_cache(pico, responses[:2], tmp_path / "l1", CaptureConfig(row_tokens=R, layers=(0,), progress=False))
+        write_cache(pico, responses[:2], tmp_path / "l1", CaptureConfig(row_tokens=R, layers=(0,), progress=False))
         assert fired  # with token stats the pass goes on through layer 1
     finally:
         h.remove()
-    capture_cache(pico, responses, tmp_path / "all", CaptureConfig(row_tokens=R, progress=False))
+    write_cache(pico, responses, tmp_path / "all", CaptureConfig(row_tokens=R, progress=False))
     sub = _cache_as_dicts(tmp_path / "l0", KeyScheme.ref22())
     full = _cache_as_dicts(tmp_path / "all", KeyScheme.ref22())
     for (n1, r1, b1), (n2, r2, b2) in zip(sub, full):
@@ -318,7 +318,7 @@ def test_layer_subset_and_no_stats_stop_early(pico, responses, tmp_path):
 
 def test_too_long_responses_are_skipped_and_counted(pico, tmp_path):
     rows = _responses(3) + [{"id": "long", "prompt": "a", "response": " ".join(["the"] * (pico.n_ctx + 5))}]
-    rep = capture_cache(pico, rows, tmp_path / "c", CaptureConfig(row_tokens=R, progress=False))
+    rep = write_cache(pico, rows, tmp_path / "c", CaptureConfig(row_tokens=R, progress=False))
     assert (rep.n_captured, rep.n_skipped_too_long, rep.skipped_ids) == (3, 1, ["long"])
     assert "skipped 1 too long" in rep.summary()
     assert open_cache(tmp_path / "c").n_responses == 3
@@ -388,9 +388,9 @@ def test_cli_capture_and_errors(pico_qwen3_dir, responses, tmp_path, capsys):
 def test_bfloat16_capture_close_to_float32(pico_qwen3_dir, responses, tmp_path):
     """A bf16 model captures the same kind of cache (entries within bf16 noise of float32's)."""
     m16 = load_model(str(pico_qwen3_dir), dtype="bfloat16")
-    r16 = capture_cache(m16, responses, tmp_path / "bf16", CaptureConfig(row_tokens=R, progress=False))
+    r16 = write_cache(m16, responses, tmp_path / "bf16", CaptureConfig(row_tokens=R, progress=False))
     m32 = load_model(str(pico_qwen3_dir))
-    r32 = capture_cache(m32, responses, tmp_path / "f32", CaptureConfig(row_tokens=R, progress=False))
+    r32 = write_cache(m32, responses, tmp_path / "f32", CaptureConfig(row_tokens=R, progress=False))
     assert r16.n_rows == r32.n_rows and abs(r16.n_entries - r32.n_entries) <= 0.1 * r32.n_entries
     assert json.loads((tmp_path / "bf16" / "manifest.json").read_text())["dtype"] == "bfloat16"
     _, a16 = open_stream(tmp_path / "bf16", "tokens")
@@ -400,7 +400,7 @@ def test_bfloat16_capture_close_to_float32(pico_qwen3_dir, responses, tmp_path):
 
 def test_hf_pass_runs_plain_modules_and_restores(pico):
     """Within hf_pass the model runs its HF modules with SDPA, hooks get the bridge's values; all is restored."""
-    from nex_interp.capture.hf_pass import hf_pass
+    from nex_interp.models.hf_pass import hf_pass
 
     hf = pico.hf_model
     before = [type(m).__name__ for m in hf.modules()]

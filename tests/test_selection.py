@@ -357,7 +357,7 @@ def test_select_on_a_real_capture_of_a_pico_model(pico_dirs, tmp_path):
     self-certainty equals KL(U || p) computed from the model's own logits."""
     import torch
 
-    from nex_interp.capture.capture import CaptureConfig, capture_cache, prepare_items
+    from nex_interp.capture.engine import CaptureConfig, write_cache, prepare_items
     from nex_interp.models.loader import load_model
     from nex_interp.selection.pipeline import SelectConfig, load_candidates
 
@@ -371,7 +371,7 @@ def test_select_on_a_real_capture_of_a_pico_model(pico_dirs, tmp_path):
     resp = tmp_path / "responses.jsonl"
     resp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = CaptureConfig(rule="abs:0", row_tokens=4, progress=False)
-    capture_cache(model, rows, tmp_path / "cache", cfg)
+    write_cache(model, rows, tmp_path / "cache", cfg)
 
     cands, cache, index = load_candidates(tmp_path / "cache", resp, config=SelectConfig())
     rep = run_best_of_n(cands, n_boot=50)

@@ -1,26 +1,27 @@
 """Capture sparse MLP-activation caches from TransformerLens 4 models.
 
-Importing this package does not import torch; the functions do. Main entry points:
-:func:`nex_interp.capture.run.capture` (capture, then return the opened cache),
-:func:`nex_interp.capture.capture.capture_cache` (capture, return a report) and
-:class:`~nex_interp.capture.capture.CaptureConfig`. (The package has no ``capture`` attribute of
-its own for the function: that name is the :mod:`.capture` module's.)
+Importing this package does not import torch; the functions do. Entry points:
+:func:`capture_cache` (:mod:`.run`: capture, then return the opened cache),
+:func:`~nex_interp.capture.engine.write_cache` (:mod:`.engine`: the capture itself, returning a
+:class:`~nex_interp.capture.engine.CaptureReport` of what it did) and
+:class:`~nex_interp.capture.engine.CaptureConfig`.
 """
 
 from .rules import DEFAULT_RULE, RULES, ActivationRule, parse_rule
-from .run import CapturedCache
+from .run import CapturedCache, capture_cache
 
-_FROM_CAPTURE = ("CaptureConfig", "CaptureReport", "capture_cache", "parse_layers")
+_FROM_ENGINE = ("CaptureConfig", "CaptureReport", "write_cache", "parse_layers")
 
 
 def __getattr__(name: str):
-    # the capture module (and the model helpers it needs) loads on first use, so that reading an
-    # activation rule (as the nex parser does) stays cheap
-    if name in _FROM_CAPTURE:
-        from . import capture
+    # the engine (and the model helpers it needs) loads on first use, so that reading an activation
+    # rule (as the nex parser does) stays cheap
+    if name in _FROM_ENGINE:
+        from . import engine
 
-        return getattr(capture, name)
+        return getattr(engine, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CapturedCache", "CaptureConfig", "CaptureReport", "capture_cache", "parse_layers", "DEFAULT_RULE", "RULES", "ActivationRule", "parse_rule"]
+__all__ = ["CapturedCache", "CaptureConfig", "CaptureReport", "capture_cache", "write_cache", "parse_layers", "DEFAULT_RULE",
+           "RULES", "ActivationRule", "parse_rule"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .capture import _Item
+    from .engine import _Item
 
 #: each sequence is padded to its length rounded up to a multiple of this; batches hold one width only
 PAD_MULTIPLE = 16

@@ -1,4 +1,4 @@
-"""Capture and get the cache back: :func:`capture` runs :func:`~nex_interp.capture.capture.capture_cache`
+"""Capture and get the cache back: :func:`capture_cache` runs :func:`~nex_interp.capture.engine.write_cache`
 and returns the opened cache, with what the capture did as its ``capture_report``.
 
 Importing this module does not import torch (the capture itself does, when it runs).
@@ -14,7 +14,7 @@ from ..cache.arrays import CacheArrays
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.loader import LoadedModel
-    from .capture import CaptureConfig, CaptureReport
+    from .engine import CaptureConfig, CaptureReport
 
 
 @dataclass(frozen=True)
@@ -25,20 +25,20 @@ class CapturedCache(CacheArrays):
     capture_report: "CaptureReport | None" = None
 
 
-def capture(
+def capture_cache(
     model: "LoadedModel", responses: list[dict], out: str | os.PathLike, config: "CaptureConfig | None" = None,
     *, resume: bool = True, **settings,
 ) -> CapturedCache:
     """Capture ``responses`` (rows with ``id``, ``prompt``, ``response``) of ``model`` into the cache
     directory ``out`` and return the opened cache.
 
-    ``config``: a :class:`~nex_interp.capture.capture.CaptureConfig`; or give its fields as keywords
-    (``capture(model, rows, "cache", row_tokens=2, rule="abs:0.5", progress=False)``), not both.
-    ``resume``: continue an existing cache of the same model and settings (as ``capture_cache``).
+    ``config``: a :class:`~nex_interp.capture.engine.CaptureConfig`; or give its fields as keywords
+    (``capture_cache(model, rows, "cache", row_tokens=2, rule="abs:0.5", progress=False)``), not both.
+    ``resume``: continue an existing cache of the same model and settings (as :func:`~nex_interp.capture.engine.write_cache`).
     """
     from ..cache.reader import open_cache
     from ..errors import ConfigError
-    from .capture import CaptureConfig, capture_cache
+    from .engine import CaptureConfig, write_cache
 
     if config is not None and settings:
         raise ConfigError(f"give capture settings either as config= or as keywords, not both (got {', '.join(sorted(settings))})")
@@ -48,9 +48,9 @@ def capture(
         if unknown:
             raise ConfigError(f"unknown capture setting(s) {', '.join(unknown)}: known are {', '.join(sorted(known))}")
         config = CaptureConfig(**settings)
-    report = capture_cache(model, responses, out, config, resume=resume)
+    report = write_cache(model, responses, out, config, resume=resume)
     cache = open_cache(out)
     return CapturedCache(**{f.name: getattr(cache, f.name) for f in fields(CacheArrays)}, capture_report=report)
 
 
-__all__ = ["CapturedCache", "capture"]
+__all__ = ["CapturedCache", "capture_cache"]

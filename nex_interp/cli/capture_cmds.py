@@ -1,7 +1,7 @@
 """Model-side commands: ``nex generate`` (sample responses) and ``nex capture`` (sparse caches).
 
 Thin shells over :func:`nex_interp.generation.generate_to_file` and
-:func:`nex_interp.capture.capture.capture_cache`; torch and transformers are imported inside the
+:func:`nex_interp.capture.engine.write_cache`; torch and transformers are imported inside the
 command functions only. Both commands resume: re-running the same command skips finished work.
 """
 
@@ -97,7 +97,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     """``nex capture``: a sparse activation cache from responses JSONL."""
-    from ..capture.capture import CaptureConfig, capture_cache, parse_layers
+    from ..capture.engine import CaptureConfig, write_cache, parse_layers
     from ..capture.rules import parse_rule
     from ..jsonl import read_jsonl
     from ..models.loader import load_model
@@ -110,6 +110,6 @@ def cmd_capture(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, max_responses=args.max_responses, token_stats=not args.no_token_stats,
         calib_responses=args.calib_responses, chat_template=args.chat_template, progress=not args.no_progress,
     )
-    rep = capture_cache(model, responses, args.output, config, resume=args.resume)
+    rep = write_cache(model, responses, args.output, config, resume=args.resume)
     print(rep.summary())
     return 0

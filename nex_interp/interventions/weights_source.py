@@ -4,7 +4,7 @@
 * ``weights.cache``: learn weights on that sparse activation cache (:func:`nex_interp.core.learn_weights`).
 * ``weights.model`` alone: sample ``samples`` responses per problem from that model on
   ``problems`` unlabeled task problems (:func:`nex_interp.generation.generate_responses`), capture
-  them (:func:`nex_interp.capture.capture.capture_cache`) into ``OUT/weights/cache`` and learn
+  them (:func:`nex_interp.capture.engine.write_cache`) into ``OUT/weights/cache`` and learn
   weights, saved as ``OUT/weights/weights.npz``. Each stage's output is reused when the
   experiment resumes.
 """
@@ -41,7 +41,7 @@ def learn_from_cache(cache: Path, params: NexParams | None = None) -> NeuronWeig
 
 def capture_and_learn(cfg: TransferConfig, wdir: Path, loader: Callable[..., Any], show_progress: bool = True) -> tuple[NeuronWeights, dict]:
     """Sample, capture and learn on ``weights.model`` (see the module docstring); resumable."""
-    from nex_interp.capture.capture import CaptureConfig, capture_cache
+    from nex_interp.capture.engine import CaptureConfig, write_cache
     from nex_interp.generation import generate_responses
     from nex_interp.weights_io import save_weights
 
@@ -60,7 +60,7 @@ def capture_and_learn(cfg: TransferConfig, wdir: Path, loader: Callable[..., Any
         with atomic_path(responses_path) as tmp:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in responses))
     cache = wdir / "cache"
-    capture_cache(model, responses, cache, CaptureConfig(row_tokens=w.row_tokens, rule=w.rule, progress=show_progress), resume=True)
+    write_cache(model, responses, cache, CaptureConfig(row_tokens=w.row_tokens, rule=w.rule, progress=show_progress), resume=True)
     weights = learn_from_cache(cache, w.nex_params())
     save_weights(weights, wdir / "weights.npz")
     info = {"source": "capture", "model": w.model, "model_identity": model.identity, "path": str(wdir / "weights.npz"),

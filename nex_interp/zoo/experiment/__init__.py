@@ -6,7 +6,7 @@ family (fine-tunes of ``base`` on 0..100% worked solutions):
 
 1. merge (:func:`nex_interp.merge.merge_models`) and load the variant;
 2. sample responses to the same unlabeled problems (:func:`nex_interp.generation.generate_responses`);
-3. capture a sparse activation cache (:func:`nex_interp.capture.capture.capture_cache`);
+3. capture a sparse activation cache (:func:`nex_interp.capture.engine.write_cache`);
 4. self-calibrate NEX on that cache (learn weights without labels, score every response);
 5. evaluate accuracy with the generator's answers (used for evaluation only), count E segments of
    the HMM phases, and count high-entropy rows (the entropy exploration proxy).

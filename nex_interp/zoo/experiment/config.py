@@ -60,8 +60,8 @@ class DemoConfig:
         return [round(i / (self.n_variants - 1), 6) for i in range(self.n_variants)]
 
     def capture_config(self):
-        """The :class:`~nex_interp.capture.capture.CaptureConfig` the experiment captures with."""
-        from ...capture.capture import CaptureConfig
+        """The :class:`~nex_interp.capture.engine.CaptureConfig` the experiment captures with."""
+        from ...capture.engine import CaptureConfig
 
         return CaptureConfig(row_tokens=self.row_tokens, rule=self.rule, batch_size=self.batch_size, attention=self.attention,
                              progress=False)

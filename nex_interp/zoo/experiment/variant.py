@@ -71,10 +71,10 @@ def sample_responses(model, problems: list[Problem], cfg: DemoConfig, path: Path
 def capture_responses(model, responses: list[dict], cfg: DemoConfig, path: Path) -> CacheArrays:
     """Capture (or finish capturing) ``responses`` into the cache ``path``; returns the opened cache."""
     from ...cache.reader import open_cache
-    from ...capture.capture import capture_cache
+    from ...capture.engine import write_cache
 
     if not (path / "manifest.json").exists() or not json.loads((path / "manifest.json").read_text()).get("complete"):
-        capture_cache(model, responses, path, cfg.capture_config(), resume=True)
+        write_cache(model, responses, path, cfg.capture_config(), resume=True)
     return open_cache(path)
 
 

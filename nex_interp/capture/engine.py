@@ -17,7 +17,7 @@ The base vector of a response is the sum of its rows. Dense activations of at mo
 a time (the one the model itself just computed), processed in chunks of ``chunk_tokens`` tokens.
 
 The pass runs through the HF modules the bridge wraps, attention with SDPA, the hook functions
-attached by their bridge hook names to the modules those names map to (:mod:`.hf_pass`): capture
+attached by their bridge hook names to the modules those names map to (:mod:`nex_interp.models.hf_pass`): capture
 hooks no attention, and TransformerLens's step-by-step eager attention is the costliest part of a
 long sequence's pass. The same pass records per-token output statistics (:mod:`.token_stats`) from the final-norm
 hidden states, so selection baselines need no second pass. When they are not wanted, the forward
@@ -25,7 +25,7 @@ pass stops after the last captured layer.
 
 (Over 400 lines: the pass, its hooks, response assembly and the resumable driver share the
 ``_Item`` and ``CaptureConfig`` types; batching lives in :mod:`.batching`, attention and hook
-placement in :mod:`.hf_pass`, the statistics in :mod:`.token_stats`.)
+placement in :mod:`nex_interp.models.hf_pass`, the statistics in :mod:`.token_stats`.)
 
 Responses are committed one by one through :class:`nex_interp.cache.writer.CacheWriter`: an
 interrupted capture leaves a valid cache of the finished responses and ``resume=True`` continues.
@@ -47,7 +47,7 @@ from ..models.hooks import NEURON_HOOK, StopForward, run_until_stopped
 from ..models.prompts import encode_prompt, encode_response
 from . import token_stats as ts
 from .batching import PAD_MULTIPLE, WINDOW_BATCHES, default_batch_size, padded_width, plan_batches  # noqa: F401
-from .hf_pass import hf_pass
+from ..models.hf_pass import hf_pass
 from .rules import DEFAULT_RULE, ActivationRule, QuantileCalibrator, parse_rule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -413,7 +413,7 @@ def _existing_rule(out: Path, rule: ActivationRule) -> ActivationRule:
     return rule
 
 
-def capture_cache(
+def write_cache(
     model: "LoadedModel", responses: list[dict], out: str | os.PathLike, config: CaptureConfig | None = None, resume: bool = True
 ) -> CaptureReport:
     """Capture ``responses`` (rows with ``id``, ``prompt``, ``response``) into the cache ``out``.
@@ -484,4 +484,4 @@ def capture_cache(
     return report
 
 
-__all__ = ["CaptureConfig", "CaptureReport", "capture_cache", "default_batch_size", "parse_layers", "sparse_rows"]
+__all__ = ["CaptureConfig", "CaptureReport", "write_cache", "default_batch_size", "parse_layers", "sparse_rows"]
