@@ -6,14 +6,13 @@ in one line with exit status 2."""
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import oracle_nex
+from test_core_oracle import core_kernel
 from nex_interp.cache.reader import open_cache
 from nex_interp.cache.synthetic import SynthConfig, synth_cache
 from nex_interp.cli import main
@@ -125,19 +124,6 @@ def _dirt(cache) -> dict[str, int]:
     }
 
 
-@contextmanager
-def _kernel(choice: str):
-    old = os.environ.get("NEX_KERNEL")
-    os.environ["NEX_KERNEL"] = choice
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("NEX_KERNEL")
-        else:
-            os.environ["NEX_KERNEL"] = old
-
-
 def test_dirty_holds_every_sanitising_case_and_the_core_still_matches_the_oracle(tmp_path):
     config = dict(SMALL, responses=8, rows_lo=20, rows_hi=50)
     clean = _dirt(synth_cache(tmp_path / "clean", SynthConfig(seed=3, **config)))
@@ -149,7 +135,7 @@ def test_dirty_holds_every_sanitising_case_and_the_core_still_matches_the_oracle
     want = {n: v for n, v in oracle_nex.learn(dirty).items() if v != 0}
     assert len(want) > 50 and min(want.values()) < 0 < max(want.values())
     for choice in ("compiled", "numpy"):
-        with _kernel(choice):
+        with core_kernel(choice):
             w = learn_weights(dirty)
             layer, unit = w.layer_unit()
             got = {(int(a), int(b)): float(v) for a, b, v in zip(layer, unit, w.weight) if v != 0}
