@@ -1,6 +1,10 @@
 """Where the model side hooks a TransformerLens 4 bridge: the neuron hook, the one installer, the KV-cache repair.
 
-Capture, the report's activation lookups and the interventions all go through this module.
+The report's activation lookups and the interventions go through this module; capture uses its
+hook name and stops, but runs its pass through :func:`nex_interp.models.hf_pass.hf_pass`, which
+attaches read-only functions by these same hook names to the HF modules the bridge maps them to
+(the bridge's step-by-step eager attention costs capture 1.7-1.9x on long sequences; interventions,
+which must *write* activations inside the bridge, keep :func:`installed_hooks`).
 
 * The neuron activation of layer ``L`` is the input of the MLP's output projection,
   ``blocks.{L}.mlp.out.hook_in`` (shape ``[batch, pos, d_mlp]``): ``act(gate) * up`` for gated
