@@ -22,7 +22,7 @@ import numpy as np
 
 from . import kernel
 from .cycles import median
-from .params import EPS, SEED_DRAWS
+from .params import EPS, SEED_DRAWS, NexParams
 
 if TYPE_CHECKING:  # annotations only: the core must not need jaxtyping at run time
     from jaxtyping import Bool, Float
@@ -99,7 +99,7 @@ def library_phase_labels(z: Float[np.ndarray, " n"], rho: float) -> np.ndarray:
         return z > 0
 
 
-def plain_phase_labels(slopes: Float[np.ndarray, " n"], rho: float = 0.95, min_run: int = 2) -> np.ndarray:
+def plain_phase_labels(slopes: Float[np.ndarray, " n"], rho: float = NexParams.rho, min_run: int = NexParams.min_run) -> np.ndarray:
     """The phase step of one response on the plain path: z-scores, the libraries, min-run smoothing."""
     slopes = np.asarray(slopes, dtype=np.float64)
     if len(slopes) < MIN_PHASE_ROWS:
@@ -109,7 +109,7 @@ def plain_phase_labels(slopes: Float[np.ndarray, " n"], rho: float = 0.95, min_r
     return smooth_runs(np.array(labels, dtype=bool), min_run)
 
 
-def phase_labels_flat(slopes: np.ndarray, lengths: np.ndarray, rho: float = 0.95, min_run: int = 2) -> np.ndarray:
+def phase_labels_flat(slopes: np.ndarray, lengths: np.ndarray, rho: float = NexParams.rho, min_run: int = NexParams.min_run) -> np.ndarray:
     """The phase step of many responses whose slopes are given concatenated (``lengths`` each): E labels
     as one uint8 array. With the compiled kernel when built (a series it cannot decide bit-safely goes
     to the libraries), else series by series on the plain path."""
@@ -129,7 +129,7 @@ def phase_labels_flat(slopes: np.ndarray, lengths: np.ndarray, rho: float = 0.95
     return labels
 
 
-def segment_phases_batch(slopes: Sequence[np.ndarray], rho: float = 0.95, min_run: int = 2,
+def segment_phases_batch(slopes: Sequence[np.ndarray], rho: float = NexParams.rho, min_run: int = NexParams.min_run,
                          backend: str = "fast") -> list[np.ndarray]:
     """:func:`segment_phases` for many responses at once."""
     if backend not in BACKENDS:
@@ -141,7 +141,7 @@ def segment_phases_batch(slopes: Sequence[np.ndarray], rho: float = 0.95, min_ru
     return [a.astype(bool) for a in np.split(flat, np.cumsum(lengths)[:-1])]
 
 
-def segment_phases(slopes: Float[np.ndarray, " n"], rho: float = 0.95, min_run: int = 2,
+def segment_phases(slopes: Float[np.ndarray, " n"], rho: float = NexParams.rho, min_run: int = NexParams.min_run,
                    backend: str = "fast") -> Bool[np.ndarray, " n"]:
     """Explore (True) / Exploit (False) label per row of one response's novelty slopes.
 
