@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from .config_dict import DictConfig
 from .errors import ConfigError
 from .jsonl import InputError
 from .models.prompts import encode_prompt
@@ -33,7 +34,7 @@ OUTPUT_FIELDS = ("id", "problem_id", "sample", "prompt", "response", "chat_templ
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
+class GenerationConfig(DictConfig):
     """Sampling settings. ``temperature`` 0 means greedy decoding."""
 
     samples: int = 4
@@ -56,8 +57,6 @@ class GenerationConfig:
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def normalise_prompts(rows: list[dict], source: str = "prompts") -> list[dict]:

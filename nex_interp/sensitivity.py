@@ -30,6 +30,7 @@ from . import stats
 from .atomic import atomic_path
 from .cache.arrays import CacheArrays
 from .cache.ops import merge_rows  # noqa: F401  (its home is nex_interp.cache.ops; kept importable here)
+from .config_dict import DictConfig
 from .errors import ConfigError
 from .provenance import record, write_sidecar
 
@@ -93,7 +94,7 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepSpec(DictConfig):
     """What to vary: the grid of values swept for each factor (``rhos``, ``min_runs``,
     ``row_multiples``; the defaults bracket ``NexParams()``'s values and the captured row size).
     ``design``: ``oat`` (one factor at a time around the default setting) or ``grid``. The default

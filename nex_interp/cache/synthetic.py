@@ -35,11 +35,12 @@ renamed into place once complete.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..config_dict import DictConfig
 from ..errors import ConfigError
 from ..keys import OUT_OF_RANGE, RESERVED_LAYER, KeyScheme
 
@@ -64,7 +65,7 @@ MAX_LAYERS = 254
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(DictConfig):
     """Settings of a synthetic cache (see the module docstring for what they plant)."""
 
     responses: int = 20
@@ -104,8 +105,6 @@ class SynthConfig:
     def scheme(self) -> KeyScheme:
         return KeyScheme.for_model(self.layers, self.d_mlp)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..config_dict import DictConfig
 from ..errors import ConfigError
 from ..keys import KeyScheme
 from ..models.hooks import NEURON_HOOK, StopForward, run_until_stopped
@@ -60,7 +61,7 @@ FINAL_NORM_HOOK = "ln_final.hook_out"
 
 
 @dataclass(frozen=True)
-class CaptureConfig:
+class CaptureConfig(DictConfig):
     """Capture settings (``layers=None``: all layers; ``chat_template=None``: each row's own
     ``chat_template`` field, as written by ``nex generate``; absent means raw prompt)."""
 
@@ -94,10 +95,6 @@ class CaptureConfig:
             raise ConfigError(f"attention must be 'sdpa' or 'eager', got {self.attention!r}")
         parse_rule(self.rule, self.calib_responses)  # validates early
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["layers"] = list(self.layers) if self.layers is not None else None
-        return d
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..cache.arrays import CacheArrays
 from ..core import NexParams
+from ..config_dict import DictConfig
 from ..errors import CacheError, ConfigError
 from . import nex_api
 from .candidates import CandidateSet, candidates_from_rows
@@ -146,7 +147,7 @@ def nex_cross_calibrated(
 
 
 @dataclass(frozen=True)
-class SelectConfig:
+class SelectConfig(DictConfig):
     """How ``nex select`` scores candidates.
 
     rho, min_run:        NEX parameters (defaults: those of ``NexParams()``).
@@ -172,8 +173,6 @@ class SelectConfig:
         if self.calibration_weights and self.calibration_cache:
             raise ConfigError("give --calibration-weights or --calibration-cache, not both")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def attach_nex_scores(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...config_dict import DictConfig
 from ...errors import ConfigError
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(DictConfig):
     """Settings of one demo run (all of them are written to ``OUT/demo_config.json``).
 
     n_variants:         SLERP variants between instruct (lambda 0) and thinking (lambda 1), endpoints included.
