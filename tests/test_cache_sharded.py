@@ -147,3 +147,14 @@ def test_nex_run_does_not_import_ray(caches, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_capture_ray_without_ray_installed_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    responses = tmp_path / "r.jsonl"
+    responses.write_text(json.dumps({"id": "a", "prompt": "p", "response": "r"}) + "\n")
+    rc = main(["capture", "--model", "no-such-model", "--responses", str(responses), "-o", str(tmp_path / "c"), "--ray"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "nex-interp[distributed]" in err[0], err
+    assert not (tmp_path / "c").exists()

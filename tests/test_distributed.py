@@ -139,3 +139,17 @@ def test_a_rerun_with_other_settings_or_a_quantile_rule_is_refused(cluster, pico
     with pytest.raises(ConfigError, match="calibrated"):
         capture_sharded(str(pico_qwen3_dir), _responses(3), tmp_path / "q", CaptureConfig(rule="quantile:0.99"),
                         RayOptions(workers=1))
+
+
+def test_nex_capture_ray_command(cluster, pico_qwen3_dir, one_process, tmp_path, capsys):
+    responses = tmp_path / "r.jsonl"
+    responses.write_text("".join(json.dumps(r) + "\n" for r in _responses(N)))
+    out = tmp_path / "sh"
+    argv = ["capture", "--model", str(pico_qwen3_dir), "--responses", str(responses), "-o", str(out), "--row-tokens", "4",
+            "--no-progress", "--ray", "--workers", "2", "--shard-size", "7"]
+    assert main(argv) == 0
+    assert "2 shards" in capsys.readouterr().out
+    _assert_same_as_one_process(out, one_process)
+    assert main(["cache", "merge", str(out), str(tmp_path / "merged"), "--no-progress"]) == 0
+    _assert_same_as_one_process(tmp_path / "merged", one_process)
+    assert main(argv[:-4] + ["--ray", "--workers", "0"]) == 2

@@ -130,13 +130,14 @@ class ShardWorker:
 
         out_path = Path(out)
         final = out_path / spec.name
+        t0 = time.perf_counter()
         if not _finished(out_path, spec):
             partial = _partial(out_path, spec)
             partial.parent.mkdir(parents=True, exist_ok=True)
             self._maybe_die()
             write_cache(self.model, responses, partial, config, resume=True)
             os.replace(partial, final)
-        return shard_row(out_path, spec)
+        return {**shard_row(out_path, spec), "seconds": round(time.perf_counter() - t0, 3)}
 
     def _maybe_die(self) -> None:
         """Fault injection for the tests: the first worker to reach this (marker file absent) exits hard
