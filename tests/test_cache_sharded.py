@@ -158,3 +158,16 @@ def test_capture_ray_without_ray_installed_is_a_one_line_error(tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "nex-interp[distributed]" in err[0], err
     assert not (tmp_path / "c").exists()
+
+
+def test_caches_derived_from_a_sharded_cache_use_their_own_arrays(caches):
+    from nex_interp.cache.ops import merge_rows, subset_cache
+
+    one, sh = open_cache(caches[0]), open_cache(caches[1])
+    for derive in (lambda c: subset_cache(c, [3, 4, 5, 6, 7, 8]), lambda c: subset_cache(c, [30, 1, 12, 13]),
+                   lambda c: merge_rows(c, 2)):
+        a, b = derive(one), derive(sh)
+        wa, wb = learn_weights(a), learn_weights(b)
+        assert wa.index.tobytes() == wb.index.tobytes() and wa.weight.tobytes() == wb.weight.tobytes()
+        assert score_responses(a, wa).tobytes() == score_responses(b, wb).tobytes()
+        assert a.response_ids == b.response_ids and a.stream_names == b.stream_names

@@ -202,9 +202,23 @@ class ShardedCache(CacheArrays):
     def _starts(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum([p.n_responses for p in self.parts])]).astype(np.int64)
 
+    def _whole(self) -> bool:
+        """This is the sharded cache as opened (not a cache derived from it by :mod:`.ops`, which
+        ``dataclasses.replace`` makes of the same class): its arrays are the shards' own."""
+        if self.origin is not None or not self.parts:
+            return False
+        for f in ("keys", "mass", "base_keys", "base_mass"):
+            arr = getattr(self, f)
+            if not isinstance(arr, PartedArray) or len(arr.parts) != len(self.parts) or \
+                    any(a is not getattr(p, f) for a, p in zip(arr.parts, self.parts)):
+                return False
+        return self.n_responses == int(self._starts[-1])
+
     def pieces(self, order: np.ndarray) -> list[tuple[CacheArrays, np.ndarray]]:
         """``order`` (global response indices) as consecutive runs inside one shard, in order:
         ``(shard, local indices)``."""
+        if not self._whole():
+            return super().pieces(order)
         order = np.asarray(order, dtype=np.int64)
         if not order.size:
             return []
@@ -214,13 +228,19 @@ class ShardedCache(CacheArrays):
 
     @cached_property
     def response_meta(self) -> list[dict]:
+        if not self._whole():
+            return CacheArrays.response_meta.func(self)
         return [m for p in self.parts for m in p.response_meta]
 
     @property
     def stream_names(self) -> tuple[str, ...]:
-        return self.parts[0].stream_names if self.parts else ()
+        if not self._whole():
+            return super().stream_names
+        return self.parts[0].stream_names
 
     def _open_stream(self, name: str) -> Stream:
+        if not self._whole():
+            return super()._open_stream(name)
         streams = [p.stream(name) for p in self.parts]
         names = streams[0].arrays.keys()
         return Stream(_join_ptr([s.ptr for s in streams]), {k: PartedArray([s.arrays[k] for s in streams]) for k in names})
