@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,7 +88,7 @@ def _settings(model: str, device: str | None, dtype: str | None, config: Capture
             "responses_sha256": digest}
 
 
-def _check_output(out: Path, settings: dict, n_input: int) -> None:
+def _check_output(out: Path, settings: dict) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output {out} is a file: choose a directory for the sharded cache")
     if out.is_dir() and any(out.iterdir()):
@@ -208,7 +207,7 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
         raise ConfigError("there are no responses to capture: give a responses file with at least one row")
     out = Path(out)
     settings = _settings(model, device, dtype, config, options.shard_size, responses)
-    _check_output(out, settings, len(responses))
+    _check_output(out, settings)
     specs = shard_specs(len(responses), options.shard_size)
     ray = require_ray()
     t0 = time.perf_counter()
