@@ -171,3 +171,24 @@ def test_caches_derived_from_a_sharded_cache_use_their_own_arrays(caches):
         assert wa.index.tobytes() == wb.index.tobytes() and wa.weight.tobytes() == wb.weight.tobytes()
         assert score_responses(a, wa).tobytes() == score_responses(b, wb).tobytes()
         assert a.response_ids == b.response_ids and a.stream_names == b.stream_names
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_diagnostics_of_a_response_are_the_same_on_the_sharded_cache(caches, plain, monkeypatch):
+    from dataclasses import fields
+
+    from nex_interp.core.diagnostics import diagnose_response
+
+    if plain:
+        monkeypatch.setattr(kernel, "load", lambda: None)
+    one, sh = open_cache(caches[0]), open_cache(caches[1])
+    for i in (0, 5, 6, 23, 39):
+        a, b = diagnose_response(one, i), diagnose_response(sh, i)
+        for f in fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if isinstance(x, np.ndarray):
+                assert x.tobytes() == y.tobytes(), (i, f.name)
+            elif f.name == "cycles":
+                assert len(x) == len(y) and all(repr(c) == repr(d) for c, d in zip(x, y)), i
+            else:
+                assert x == y, (i, f.name)
