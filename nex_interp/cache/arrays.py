@@ -90,6 +90,12 @@ class CacheArrays:
         trp = np.asarray(self.token_row_ptr, dtype=np.int64)
         return trp[srp[1:]] - trp[srp[:-1]]
 
+    def pieces(self, order: np.ndarray) -> list[tuple["CacheArrays", np.ndarray]]:
+        """``order`` (response indices) as runs of ``(cache, its own indices)`` to process in turn: here
+        one run, this cache itself; a sharded cache (:mod:`.sharded`) gives one run per stretch inside a
+        shard, so the core reads each shard's own arrays and results stay the same bits."""
+        return [(self, np.asarray(order, dtype=np.int64))] if len(order) else []
+
     # ------------------------------------------------------------------ metadata and streams
     def _origin_index(self) -> np.ndarray:
         idx = self.origin_responses

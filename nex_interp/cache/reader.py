@@ -52,10 +52,15 @@ def open_cache(path: str | os.PathLike, verify_checksums: bool = False) -> Cache
     and its per-token streams (``stream_names``, ``stream(name)``); those are read on first use.
 
     Works on our caches (with ``manifest.json``), on caches whose writer was interrupted (read up
-    to the last committed response) and on reference caches (no manifest: ref22 keys).
+    to the last committed response), on reference caches (no manifest: ref22 keys) and on sharded
+    caches (``shards.json``: :mod:`nex_interp.cache.sharded`, each shard mapped, nothing copied).
     ``verify_checksums`` also re-hashes every file against the manifest's sha256 (reads them all).
     """
     cache = Path(path)
+    if (cache / "shards.json").is_file():  # a sharded cache (nex capture --ray): its shards, as one cache
+        from .sharded import open_sharded
+
+        return open_sharded(cache, verify_checksums=verify_checksums)
     check_directory(cache)
     manifest = read_manifest(cache)
     scheme = cache_scheme(cache, manifest)

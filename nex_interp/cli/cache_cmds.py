@@ -1,4 +1,5 @@
-"""Cache commands: ``nex cache synth`` (a synthetic cache with planted explore/exploit structure).
+"""Cache commands: ``nex cache synth`` (a synthetic cache with planted explore/exploit structure) and
+``nex cache merge`` (a sharded cache as one cache in the reference layout).
 
 Thin shells over :mod:`nex_interp.cache` (:func:`nex_interp.cache.synthetic.synth_cache`); no
 torch or transformers.
@@ -15,7 +16,7 @@ def register(sub) -> None:
 
     group = sub.add_parser(
         "cache",
-        help="cache operations: synth (a synthetic cache)",
+        help="cache operations: synth (a synthetic cache), merge (a sharded cache into one)",
         description="Operations on sparse activation caches.",
     )
     ops = group.add_subparsers(dest="cache_command", metavar="OP", parser_class=type(group))
@@ -45,6 +46,20 @@ def register(sub) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_synth)
 
+    m = ops.add_parser(
+        "merge",
+        help="write a sharded cache (nex capture --ray) as one cache in the reference layout",
+        description=(
+            "Copy every shard of the sharded cache SHARDED, in order, into the single cache OUT (reference layout, "
+            "with manifest and provenance; written to a temporary path, then renamed). Every nex command also "
+            "reads SHARDED directly; merge is for tools that read the reference layout only."
+        ),
+    )
+    m.add_argument("sharded", metavar="SHARDED", help="sharded cache directory (holding shards.json)")
+    m.add_argument("output", metavar="OUT", help="new cache directory (must not exist)")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.set_defaults(func=cmd_merge)
+
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """``nex cache synth``: a synthetic cache."""
@@ -58,4 +73,19 @@ def cmd_synth(args: argparse.Namespace) -> int:
     m = cache.manifest
     print(f"wrote synthetic cache {args.output}: {m['n_responses']} responses, {m['n_rows']} rows, "
           f"{m['n_entries']} entries ({cache.scheme.name} keys, seed {config.seed}{', dirty' if config.dirty else ''})")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """``nex cache merge``: a sharded cache as one cache."""
+    from pathlib import Path
+
+    from ..cache.sharded import is_sharded, merge_sharded
+    from ..errors import CacheError
+
+    if not is_sharded(args.sharded):
+        raise CacheError(f"{args.sharded} is not a sharded cache (no shards.json): merge takes the output of nex capture --ray")
+    cache = merge_sharded(args.sharded, args.output, progress=not args.no_progress)
+    print(f"merged {cache.n_responses} responses "
+          f"from sharded cache {Path(args.sharded)} into {Path(args.output)} ({cache.n_rows} rows, {cache.n_entries} entries)")
     return 0

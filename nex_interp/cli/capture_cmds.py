@@ -12,7 +12,7 @@ import argparse
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="hub name, local HF directory, .gguf file, 'smollm2' or 'zoo:NAME'")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default=None, help="torch device (default: cpu; with --ray, cuda where the workers have GPUs)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"), help="model dtype (default: float32)")
 
 
@@ -71,6 +71,13 @@ def register(sub) -> None:
     c.add_argument("--no-token-stats", action="store_true", help="skip per-token entropy/log-prob stats (stops after the last layer)")
     c.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="continue an existing cache (default: yes)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r = c.add_argument_group("distributed (docs/distributed.md; needs the [distributed] extra)")
+    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="capture on Ray, into a sharded cache: no ADDRESS starts a local cluster sized to the machine; "
+                        "'auto' or host:port joins a running one (as $RAY_ADDRESS does)")
+    r.add_argument("--workers", type=int, default=1, help="Ray workers (default 1)")
+    r.add_argument("--gpus-per-worker", type=float, default=None, help="GPUs per worker (default: 1 where the cluster has GPUs, else 0)")
+    r.add_argument("--shard-size", type=int, default=64, help="responses per shard (default 64)")
     c.set_defaults(func=cmd_capture)
 
 
@@ -85,7 +92,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed, batch_size=args.batch_size, chat_template=args.chat_template,
     )
     prompts = read_jsonl(args.prompts, "prompts file", line_numbers=True)
-    model = load_model(args.model, device=args.device, dtype=args.dtype, boot_bridge=False)  # plain HF decoding
+    model = load_model(args.model, device=args.device or "cpu", dtype=args.dtype, boot_bridge=False)  # plain HF decoding
     rep = generate_to_file(model, prompts, args.output, config, progress=not args.no_progress)
     print(
         f"generated {rep.n_generated} responses for {rep.n_problems - rep.n_skipped_done} problems"
@@ -104,12 +111,46 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
     parse_rule(args.rule, args.calib_responses)
     responses = read_jsonl(args.responses, "responses file", line_numbers=True)
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    if args.ray is not None:
+        return _capture_ray(args, responses)
+    model = load_model(args.model, device=args.device or "cpu", dtype=args.dtype)
     config = CaptureConfig(
         rule=args.rule, row_tokens=args.row_tokens, layers=parse_layers(args.layers, model.n_layers),
         batch_size=args.batch_size, max_responses=args.max_responses, token_stats=not args.no_token_stats,
         calib_responses=args.calib_responses, chat_template=args.chat_template, progress=not args.no_progress,
     )
     rep = write_cache(model, responses, args.output, config, resume=args.resume)
+    print(rep.summary())
+    return 0
+
+
+def _capture_ray(args: argparse.Namespace, responses: list[dict]) -> int:
+    """``nex capture --ray``: the same capture, sharded over Ray workers (:mod:`nex_interp.capture.distributed`)."""
+    from ..capture.distributed import RayOptions, capture_sharded
+    from ..capture.engine import CaptureConfig
+
+    if args.layers != "all":
+        from ..capture.engine import parse_layers
+        from ..models.loader import load_model
+
+        n_layers = load_model(args.model, device="cpu", dtype=args.dtype, boot_bridge=False).n_layers  # range check here
+        layers = parse_layers(args.layers, n_layers)
+    else:
+        layers = None
+    config = CaptureConfig(
+        rule=args.rule, row_tokens=args.row_tokens, layers=layers, batch_size=args.batch_size,
+        max_responses=args.max_responses, token_stats=not args.no_token_stats, calib_responses=args.calib_responses,
+        chat_template=args.chat_template, progress=not args.no_progress,
+    )
+    if not args.resume:
+        from pathlib import Path
+
+        if Path(args.output).exists():
+            from ..errors import ConfigError
+
+            raise ConfigError(f"output {args.output} exists and --no-resume was given: choose a new directory")
+    options = RayOptions(address=None if args.ray == "local" else args.ray, workers=args.workers,
+                         gpus_per_worker=args.gpus_per_worker, shard_size=args.shard_size)
+    rep = capture_sharded(args.model, responses, args.output, config, options, device=args.device, dtype=args.dtype)
     print(rep.summary())
     return 0

@@ -10,6 +10,7 @@ silently different report.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,6 +107,11 @@ def diagnose_response(cache: CacheArrays, i: int, params: NexParams = NexParams(
     if not 0 <= int(i) < cache.n_responses:
         raise ConfigError(f"response {i} is out of range: the cache has {cache.n_responses} responses")
     i = int(i)
+    (part, local), = cache.pieces(np.array([i]))
+    if part is not cache:  # a sharded cache: the response on its own shard, its rows numbered in the whole cache
+        d = diagnose_response(part, int(local[0]), params)
+        shift = cache.response_rows(i)[0] - part.response_rows(int(local[0]))[0]
+        return dataclasses.replace(d, response=i, kept_rows=d.kept_rows + shift)
     k = kernel.load()
     r0, r1 = cache.response_rows(i)
     if k is not None and r1 - r0 <= kernel.MAX_ROWS:

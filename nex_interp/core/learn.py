@@ -72,6 +72,11 @@ def _progress_bar(total: int, progress: bool | float):
     return tqdm(total=total, desc="nex train", unit="resp", delay=0.0 if progress is True else float(progress))
 
 
+def _add(total: dict, counts: dict) -> None:
+    for key, value in counts.items():
+        total[key] += value
+
+
 def _learn(cache: CacheArrays, order: np.ndarray, params: NexParams, advance,
            workers: int | None) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """Counts and the (index, effective, redundant) sums of the credited neurons for ``order``."""
@@ -82,19 +87,23 @@ def _learn(cache: CacheArrays, order: np.ndarray, params: NexParams, advance,
     srp = np.asarray(cache.sample_row_ptr)
     if k is not None and len(order) and int((srp[order + 1] - srp[order]).max()) > kernel.MAX_ROWS:
         k = None  # a response too long for the kernels' uint16 row numbers (over 2M tokens): the plain path
-    views = plain_arrays(cache)
+    counts = {"used": 0, "skipped": 0, "effective_cycles": 0, "redundant_cycles": 0}
+    # a sharded cache comes in pieces, one per shard: the same accumulators, in the same response order
+    pieces = cache.pieces(order)
     if k is None:
         from .plain import learn_plain
 
-        counts = learn_plain(views, cache, order, params, effective, redundant, advance)
+        for part, local in pieces:
+            _add(counts, learn_plain(plain_arrays(part), part, local, params, effective, redundant, advance))
         index = np.flatnonzero((effective > 0) | (redundant > 0)).astype(np.int64)
         return dict(counts, kernel="plain"), index, effective[index], redundant[index]
     from .compiled import learn_compiled
 
     # the kernels keep the bounds of the neurons they credit, so finding them reads only that corner
     bound = np.full(2, -1, dtype=np.int64)
-    counts = learn_compiled(k, views, cache, order, params, effective, redundant, bound, advance,
-                            kernel.two_threads(workers))
+    for part, local in pieces:
+        _add(counts, learn_compiled(k, plain_arrays(part), part, local, params, effective, redundant, bound, advance,
+                                    kernel.two_threads(workers)))
     index, eff, red = kernel.credited(effective, redundant, bound, cache.scheme.name == "wide")
     return dict(counts, kernel="compiled"), index, eff, red
 

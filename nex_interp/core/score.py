@@ -51,6 +51,9 @@ def score_responses(cache: CacheArrays, weights: NeuronWeights) -> Float[np.ndar
     denominator is 0.
     """
     _check_scheme(cache, weights)
+    pieces = cache.pieces(np.arange(cache.n_responses))
+    if len(pieces) > 1:  # a sharded cache: each shard's own arrays (responses are scored independently)
+        return np.concatenate([score_responses(part, weights)[local] for part, local in pieces])
     table = weights.dense()
     n = cache.n_responses
     out = np.full(n, np.nan)
