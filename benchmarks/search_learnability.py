@@ -37,6 +37,7 @@ from nex_interp.provenance import record
 from nex_interp.zoo.search.audit import audit_response
 from nex_interp.zoo.search.task import EOS, PAD, TaskShape, generate_problems, vocabulary
 from nex_interp.zoo.search.traces import training_examples
+from nex_interp.zoo.train import padded_batch
 
 
 def hf_config(args):
@@ -60,8 +61,6 @@ def shape(args) -> TaskShape:
 
 
 def batches(args):
-    import torch
-
     ids = {w: i for i, w in enumerate(vocabulary())}
     mix = {"systematic": 1 - args.brief_share, "brief": args.brief_share}
     examples = training_examples(10**9, args.seed, mix, shape(args))
@@ -71,15 +70,7 @@ def batches(args):
         chunks = [pool[i * args.batch : (i + 1) * args.batch] for i in range(8)]
         rng.shuffle(chunks)
         for batch in chunks:
-            width = max(len(p) + len(r) for p, r in batch)
-            x = torch.full((len(batch), width), ids[PAD], dtype=torch.long)
-            y = torch.full((len(batch), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, (prompt, response) in enumerate(batch):
-                seq = [ids[t] for t in prompt + response]
-                x[i, : len(seq)] = torch.tensor(seq)
-                mask[i, : len(seq)] = 1
-                y[i, len(prompt) : len(seq)] = torch.tensor(seq[len(prompt) :])
+            x, mask, y = padded_batch(batch, ids, ids[PAD])
             yield x, mask, y, int(mask.sum())
 
 

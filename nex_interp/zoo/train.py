@@ -133,8 +133,6 @@ def _batches(stage: Stage, cfg: ZooTrainConfig, bucket: int = 8):
     Examples are drawn ``bucket`` batches at a time and grouped by length (less padding), then
     the batches are shuffled; all of it seeded by the stage.
     """
-    import torch
-
     ids = {w: i for i, w in enumerate(vocabulary())}
     pad = ids[PAD]
     rng = random.Random(stage.seed)
@@ -147,16 +145,24 @@ def _batches(stage: Stage, cfg: ZooTrainConfig, bucket: int = 8):
         rng.shuffle(chunks)
         left -= k
         for batch in chunks:
-            width = max(len(p) + len(r) for p, r in batch)
-            x = torch.full((len(batch), width), pad, dtype=torch.long)
-            y = torch.full((len(batch), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, (prompt, response) in enumerate(batch):
-                seq = [ids[t] for t in prompt + response]
-                x[i, : len(seq)] = torch.tensor(seq)
-                mask[i, : len(seq)] = 1
-                y[i, len(prompt) : len(seq)] = torch.tensor(seq[len(prompt) :])
-            yield x, mask, y
+            yield padded_batch(batch, ids, pad)
+
+
+def padded_batch(batch: list[tuple[list[str], list[str]]], ids: dict[str, int], pad: int):
+    """``(input_ids, attention_mask, labels)`` of ``(prompt tokens, response tokens)`` pairs,
+    right-padded with ``pad``; labels are -100 except on response tokens (loss on responses only)."""
+    import torch
+
+    width = max(len(p) + len(r) for p, r in batch)
+    x = torch.full((len(batch), width), pad, dtype=torch.long)
+    y = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (prompt, response) in enumerate(batch):
+        seq = [ids[t] for t in prompt + response]
+        x[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+        y[i, len(prompt) : len(seq)] = torch.tensor(seq[len(prompt) :])
+    return x, mask, y
 
 
 def _lr_at(step: int, stage: Stage, warmup: int) -> float:
