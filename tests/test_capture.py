@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformer_lens")
 
 from nex_interp.cache.reader import open_cache, open_stream, read_response_meta  # noqa: E402
+from nex_interp.capture import batching  # noqa: E402
 from nex_interp.capture import engine as capture_mod  # noqa: E402
 from nex_interp.capture.engine import CaptureConfig, write_cache, parse_layers  # noqa: E402
 from nex_interp.capture.rules import QuantileCalibrator, parse_rule  # noqa: E402
@@ -214,13 +215,13 @@ def test_batch_size_and_order_change_no_byte(pico, tmp_path, monkeypatch):
 
 def test_plan_batches_one_width_per_batch():
     items = [capture_mod._Item(str(i), {}, [1] * p, [2] * r) for i, (p, r) in enumerate([(3, 10), (3, 40), (5, 8), (1, 12), (2, 60), (3, 9)])]
-    assert capture_mod.plan_batches(items, 1) == [[[i]] for i in range(6)]
-    (window,) = capture_mod.plan_batches(items, 2)
+    assert batching.plan_batches(items, 1) == [[[i]] for i in range(6)]
+    (window,) = batching.plan_batches(items, 2)
     assert sorted(i for b in window for i in b) == list(range(6))
     for b in window:
-        assert len(b) <= 2 and len({capture_mod.padded_width(items[i].length) for i in b}) == 1 and b == sorted(b)
+        assert len(b) <= 2 and len({batching.padded_width(items[i].length) for i in b}) == 1 and b == sorted(b)
     assert window[0] == [0, 2]  # widths 16, 16 (13, 13 tokens) first; 12 tokens -> 16 too, but the batch is full
-    assert capture_mod.default_batch_size("cpu") == 1 and capture_mod.default_batch_size("cuda:0") == 4
+    assert batching.default_batch_size("cpu") == 1 and batching.default_batch_size("cuda:0") == 4
 
 
 def test_same_inputs_byte_identical(pico, responses, tmp_path):

@@ -12,7 +12,8 @@ torch.set_num_threads(1)
 from nex_interp.errors import ModelError  # noqa: E402
 from nex_interp.zoo import MIXTURE_FAMILY, WEIGHTS_DIR, ZOO_MODELS, zoo_model_dir  # noqa: E402
 from nex_interp.zoo.task import generate_problems  # noqa: E402
-from nex_interp.zoo.train import ModelShape, Stage, ZooTrainConfig, greedy_accuracy, sha256_file, train_zoo, verify_zoo  # noqa: E402
+from nex_interp.hashing import sha256_file  # noqa: E402
+from nex_interp.zoo.train import ModelShape, Stage, ZooTrainConfig, greedy_accuracy, train_zoo, verify_zoo  # noqa: E402
 
 TINY = ZooTrainConfig(
     shape=ModelShape(n_layers=1, d_model=32, n_heads=2, n_kv_heads=1, d_mlp=64, max_positions=192),

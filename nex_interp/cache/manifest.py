@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CacheError, ConfigError
-from ..hashing import sha256_file  # noqa: F401  (the cache's checksums; reader and writer import it from here)
 
 FORMAT = "nex-sparse-cache"
 FORMAT_VERSION = 1

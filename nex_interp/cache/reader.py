@@ -22,7 +22,8 @@ from pathlib import Path
 from ..errors import CacheError, ConfigError
 from ..keys import KeyScheme
 from .arrays import CacheArrays
-from .manifest import MANIFEST_NAME, core_array_paths, dtype_of, read_manifest, sha256_file
+from ..hashing import sha256_file
+from .manifest import MANIFEST_NAME, core_array_paths, dtype_of, read_manifest
 from .streams import open_stream, read_response_meta  # noqa: F401  (re-exported: the reader API)
 from .validate import array_length, check_directory, check_pointer, check_same_length, map_array
 

@@ -36,7 +36,8 @@ import numpy as np
 
 from ..errors import CacheError
 from .arrays import CacheArrays, Stream
-from .manifest import MANIFEST_NAME, RESERVED_FIELDS, now_iso, sha256_file
+from ..hashing import sha256_file
+from .manifest import MANIFEST_NAME, RESERVED_FIELDS, now_iso
 
 SHARDS_NAME = "shards.json"
 SHARDS_FORMAT = "nex-sharded-cache"

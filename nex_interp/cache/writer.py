@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CacheError, ConfigError
+from ..hashing import sha256_file
 from ..keys import KeyScheme
 from .manifest import (
     FORMAT,
@@ -35,7 +36,6 @@ from .manifest import (
     core_array_paths,
     now_iso,
     read_manifest,
-    sha256_file,
     write_manifest,
 )
 from .streams import check_stream_names, stream_array_path, stream_ptr_path

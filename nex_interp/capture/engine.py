@@ -2,7 +2,7 @@
 
 For each response the model runs once over ``prompt + response``. Batches and padding: each
 sequence is right-padded to its own *width*, its length rounded up to a multiple of
-:data:`PAD_MULTIPLE` (16), and a batch only holds sequences of the same width. So real tokens keep
+:data:`.batching.PAD_MULTIPLE` (16), and a batch only holds sequences of the same width. So real tokens keep
 their positions, never attend to padding, and compute exactly what they compute alone: the cache is
 byte-identical whatever the batch size and the order of the responses (on a CPU, where the kernels
 do not depend on the number of sequences; tested). The batch size defaults by device
@@ -47,7 +47,7 @@ from ..keys import KeyScheme
 from ..models.hooks import NEURON_HOOK, StopForward, run_until_stopped
 from ..models.prompts import encode_prompt, encode_response
 from . import token_stats as ts
-from .batching import PAD_MULTIPLE, WINDOW_BATCHES, default_batch_size, padded_width, plan_batches  # noqa: F401
+from .batching import default_batch_size, padded_width, plan_batches
 from ..models.hf_pass import hf_pass
 from .rules import DEFAULT_RULE, ActivationRule, QuantileCalibrator, parse_rule
 

@@ -32,7 +32,8 @@ The parts, for notebooks:
 Importing this package does not import torch.
 """
 
-from .analysis import family_phase_agreement, high_entropy_rows, quadratic_fit, row_entropies, selection_outputs
+from ...stats import quadratic_fit
+from .analysis import family_phase_agreement, high_entropy_rows, row_entropies, selection_outputs
 from .config import DemoConfig, VariantResult
 from .figures import demo_figures
 from .run import print_summary_table, run_demo, variant_jobs

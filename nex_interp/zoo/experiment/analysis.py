@@ -10,7 +10,6 @@ import numpy as np
 
 from ...cache.arrays import CacheArrays
 from ...errors import ConfigError
-from ...stats import quadratic_fit
 from ..task import Problem, is_correct, label_tokens
 from .config import DemoConfig, VariantResult
 from .variant import variant_cache, variant_dir, variant_responses

@@ -9,13 +9,13 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 
 from ...atomic import write_text
 from ...errors import ConfigError
 from ...provenance import dumps, record, write_sidecar
 from .. import MIXTURE_FAMILY
-from .analysis import family_phase_agreement, high_entropy_rows, quadratic_fit, row_entropies, selection_outputs
+from ...stats import quadratic_fit
+from .analysis import family_phase_agreement, high_entropy_rows, row_entropies, selection_outputs
 from .config import DemoConfig, VariantResult
 from .figures import demo_figures
 from .variant import demo_problems, run_variant, variant_dir
