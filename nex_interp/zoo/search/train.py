@@ -1,0 +1,362 @@
+"""Train the box-search zoo from scratch on CPU: a base model, then fine-tunes of it.
+
+Stages come from :data:`.plan.MODELS` (style mixtures); the base stage runs a curriculum of task
+shapes (small boxes first, the full task last) because a copy circuit forms within far fewer
+optimizer steps on short problems (``docs/zoo-design.md``, learnability probe). Fine-tunes see the
+full shape only.
+
+The loss is the *summed* next-token cross-entropy over response tokens (EOS included), divided
+by a fixed token count (:attr:`ZooTrainConfig.loss_tokens`), not a per-batch mean: batches are
+packed by length, so a mean would give the two tokens of a brief answer in an all-brief batch a
+hundred times the weight of a worked solution's tokens.
+
+Every stage is seeded, and the torch thread count is part of the config: the same config on the
+same machine gives the same weights. A finished stage is kept (its sha256 checked), so a rerun
+resumes at the first unfinished stage. Each model is saved as a Hugging Face directory (Qwen3
+config, safetensors, the word-level tokenizer) and listed in ``zoo.json`` with its sha256,
+training time, final loss and a greedy evaluation with the step audit (:mod:`.audit`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ...atomic import atomic_path, write_text
+from ...errors import ConfigError
+from ...hashing import sha256_file
+from ...provenance import record
+from .audit import audit_response
+from .plan import MODELS, ModelShape
+from .task import BOS, DEFAULT_SHAPE, EOS, PAD, Problem, TaskShape, generate_problems, vocabulary
+from .traces import training_examples
+
+MANIFEST = "zoo.json"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Part of a stage's steps trained on one task shape: steps up to ``until`` (a fraction)."""
+
+    until: float
+    shape: TaskShape = DEFAULT_SHAPE
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training run from ``init`` (an earlier stage, or None for random init)."""
+
+    name: str
+    init: str | None
+    mixture: tuple[tuple[str, float], ...]
+    steps: int
+    lr: float
+    seed: int
+    phases: tuple[Phase, ...] = (Phase(1.0),)
+
+    def shape_at(self, step: int) -> TaskShape:
+        for phase in self.phases:
+            if step < phase.until * self.steps:
+                return phase.shape
+        return self.phases[-1].shape
+
+
+#: the curriculum of the base stage: 6x6 boxes (the copy forms there), 9x9, then the full task
+CURRICULUM = (
+    Phase(0.2, TaskShape(n_boxes=6, box_items=6, query_items=3, budget=7, first_target=4)),
+    Phase(0.4, TaskShape(n_boxes=9, box_items=9, query_items=4, budget=11, first_target=5)),
+    Phase(1.0, DEFAULT_SHAPE),
+)
+
+
+@dataclass(frozen=True)
+class ZooTrainConfig:
+    """Everything that determines the zoo's weights."""
+
+    shape: ModelShape = ModelShape()
+    stages: tuple[Stage, ...] = ()
+    batch_tokens: int = 4096
+    loss_tokens: int = 2048
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    threads: int = 2
+    eval_problems: int = 200
+    eval_seed: int = 10_000
+    max_new_tokens: int = 560
+    save_dtype: str = "float32"
+    ship: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ZooTrainConfig":
+        d = dict(d)
+        d["shape"] = ModelShape(**d["shape"])
+        d["stages"] = tuple(
+            Stage(**{**s, "mixture": tuple(tuple(m) for m in s["mixture"]),
+                     "phases": tuple(Phase(p["until"], TaskShape(**p["shape"])) for p in s["phases"])})
+            for s in d["stages"])
+        d["ship"] = tuple(d.get("ship", ()))
+        return cls(**d)
+
+
+def default_config(scale: float = 1.0) -> ZooTrainConfig:
+    """The shipped zoo's config; ``scale`` multiplies every stage's steps (tests use a tiny one)."""
+
+    def steps(n: int) -> int:
+        return max(2, int(round(n * scale)))
+
+    def mix(name: str) -> tuple[tuple[str, float], ...]:
+        return tuple(MODELS[name].items())
+
+    fine = [n for n in MODELS if n != "base"]
+    return ZooTrainConfig(
+        stages=(Stage("base", None, mix("base"), steps(3000), 3e-3, 1, CURRICULUM),
+                *(Stage(n, "base", mix(n), steps(300), 1e-3, 2 + i) for i, n in enumerate(fine))),
+        ship=tuple(fine),
+    )
+
+
+def hf_config(shape: ModelShape):
+    """The ``transformers`` Qwen3 config of a zoo model."""
+    from transformers import Qwen3Config
+
+    vocab = vocabulary()
+    return Qwen3Config(
+        vocab_size=len(vocab), hidden_size=shape.d_model, intermediate_size=shape.d_mlp,
+        num_hidden_layers=shape.n_layers, num_attention_heads=shape.n_heads,
+        num_key_value_heads=shape.n_kv_heads, head_dim=shape.d_model // shape.n_heads,
+        max_position_embeddings=shape.max_positions, tie_word_embeddings=True,
+        pad_token_id=vocab.index(PAD), bos_token_id=vocab.index(BOS), eos_token_id=vocab.index(EOS),
+    )
+
+
+def padded_batch(batch: list[tuple[list[str], list[str]]], ids: dict[str, int], pad: int):
+    """``(input_ids, attention_mask, labels)`` of ``(prompt tokens, response tokens)`` pairs,
+    right-padded with ``pad``; labels are -100 except on response tokens (loss on responses only)."""
+    import torch
+
+    width = max(len(p) + len(r) for p, r in batch)
+    x = torch.full((len(batch), width), pad, dtype=torch.long)
+    y = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (prompt, response) in enumerate(batch):
+        seq = [ids[t] for t in prompt + response]
+        x[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+        y[i, len(prompt) : len(seq)] = torch.tensor(seq[len(prompt) :])
+    return x, mask, y
+
+
+def pack(examples: list[tuple[list[str], list[str]]], batch_tokens: int) -> list[list[tuple[list[str], list[str]]]]:
+    """Examples sorted by length and packed into batches whose padded size stays within
+    ``batch_tokens`` (at least one example each)."""
+    batches: list[list] = []
+    cur: list = []
+    for ex in sorted(examples, key=lambda e: len(e[0]) + len(e[1])):
+        width = len(ex[0]) + len(ex[1])
+        if cur and width * (len(cur) + 1) > batch_tokens:
+            batches.append(cur)
+            cur = []
+        cur.append(ex)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def batches(stage: Stage, cfg: ZooTrainConfig) -> Iterator[tuple]:
+    """Yield ``stage.steps`` padded batches, seeded by the stage; each pool of examples is drawn
+    from the shape of the phase it starts in, packed by length, and its batches shuffled."""
+    ids = {w: i for i, w in enumerate(vocabulary())}
+    rng = random.Random(stage.seed)
+    step, pool_no = 0, 0
+    while step < stage.steps:
+        shape = stage.shape_at(step)
+        n_pool = max(8, 16 * cfg.batch_tokens // (shape.n_boxes * (shape.box_items + 2) + 60 + 500))
+        pool = list(training_examples(n_pool, stage.seed * 100_003 + pool_no, dict(stage.mixture), shape))
+        pool_no += 1
+        packed = pack(pool, cfg.batch_tokens)
+        rng.shuffle(packed)
+        for batch in packed[: stage.steps - step]:
+            step += 1
+            yield padded_batch(batch, ids, ids[PAD])
+
+
+def lr_at(step: int, stage: Stage, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    warm = min(warmup, max(1, stage.steps // 10))
+    if step < warm:
+        return stage.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, stage.steps - warm)
+    return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_stage(stage: Stage, cfg: ZooTrainConfig, init_dir: Path | None, progress: bool = True,
+                monitor: Callable[[int, object], None] | None = None):
+    """Train one stage; returns ``(model, final loss)`` (float32, eval mode)."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(stage.seed)
+    if init_dir is None:
+        model = AutoModelForCausalLM.from_config(hf_config(cfg.shape), dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    ce = torch.nn.CrossEntropyLoss(ignore_index=-100, reduction="sum")
+    bar = tqdm(batches(stage, cfg), total=stage.steps, desc=f"zoo train {stage.name}", disable=not progress)
+    ema = None
+    for step, (x, mask, y) in enumerate(bar):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, stage, cfg.warmup_steps)
+        logits = model(input_ids=x, attention_mask=mask).logits[:, :-1]
+        target = y[:, 1:]
+        total = ce(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        loss = total / cfg.loss_tokens
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        per_token = total.item() / max(1, int((target != -100).sum()))
+        ema = per_token if ema is None else 0.98 * ema + 0.02 * per_token
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{ema:.3f}")
+        if monitor is not None:
+            monitor(step, model)
+    model.eval()
+    return model, float(ema if ema is not None else float("nan"))
+
+
+def greedy_eval(model, problems: list[Problem], max_new_tokens: int = 560, batch_size: int = 50) -> dict:
+    """Greedy decoding on ``problems``: accuracy, share of worked solutions, opens, median
+    tokens, and the step audit (share of opens, checks and verdicts that agree with the problem,
+    and of listed items copied right)."""
+    import torch
+
+    from .tokenizer import make_tokenizer
+
+    was_training = model.training
+    model.eval()
+    tok = make_tokenizer()
+    audits, lengths, worked = [], [], 0
+    for start in range(0, len(problems), batch_size):
+        chunk = problems[start : start + batch_size]
+        enc = tok([p.prompt() for p in chunk], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        for p, row in zip(chunk, out[:, enc["input_ids"].shape[1] :]):
+            words = tok.decode(row, skip_special_tokens=True).split()
+            audits.append(audit_response(p, words))
+            lengths.append(len(words))
+            worked += bool(words) and words[0] == "goal"
+    model.train(was_training)
+
+    def share(ok: str, total: str) -> float | None:
+        t = sum(getattr(a, total) for a in audits)
+        return round(sum(getattr(a, ok) for a in audits) / t, 4) if t else None
+
+    n = len(problems)
+    return {
+        "n": n,
+        "accuracy": sum(a.correct for a in audits) / n,
+        "worked_share": worked / n,
+        "answered_none": sum(a.answer == "none" for a in audits) / n,
+        "mean_opens": statistics.fmean(a.opens for a in audits),
+        "median_tokens": statistics.median(lengths),
+        "open_ok": share("opens_ok", "opens"),
+        "item_ok": share("items_ok", "items_listed"),
+        "check_ok": share("checks_ok", "checks"),
+        "verdict_ok": share("verdicts_ok", "verdicts"),
+    }
+
+
+def _save(model, out_dir: Path, dtype: str) -> None:
+    import torch
+
+    from .tokenizer import make_tokenizer
+
+    with atomic_path(out_dir) as tmp:
+        model.to(getattr(torch, dtype)).save_pretrained(tmp, safe_serialization=True)
+        model.to(torch.float32)
+        make_tokenizer().save_pretrained(tmp)
+
+
+def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = True,
+              log: Callable[[str], None] = print, only: tuple[str, ...] | None = None,
+              monitor: Callable[[str, int, object], None] | None = None) -> dict:
+    """Train every stage of ``cfg`` (or the ``only`` ones) into ``out/<stage>/``; resume finished
+    stages; write ``zoo.json``. Returns the manifest."""
+    import torch
+
+    cfg = cfg or default_config()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if manifest.get("config") not in (None, cfg.to_dict()):
+        log(f"zoo train: {manifest_path} was trained with another config; starting over")
+        manifest = {}
+    manifest["config"] = cfg.to_dict()
+    models = manifest.setdefault("models", {})
+    eval_set = generate_problems(cfg.eval_problems, cfg.eval_seed, prefix="eval")
+    names = [s.name for s in cfg.stages]
+    for stage in cfg.stages:
+        if only is not None and stage.name not in only:
+            continue
+        if stage.init is not None and stage.init not in names[: names.index(stage.name)]:
+            raise ConfigError(f"zoo stage {stage.name!r} starts from {stage.init!r}, which is not an earlier stage")
+        target = out / stage.name
+        done = models.get(stage.name)
+        if done and (target / "model.safetensors").exists() and sha256_file(target / "model.safetensors") == done["sha256"]:
+            log(f"zoo train: {stage.name} already trained, kept")
+            continue
+        if stage.init is not None and not (out / stage.init / "model.safetensors").exists():
+            raise ConfigError(f"zoo stage {stage.name!r} needs {stage.init!r} trained first under {out}")
+        t0 = time.perf_counter()
+        watch = (lambda step, m, _n=stage.name: monitor(_n, step, m)) if monitor else None
+        model, loss = train_stage(stage, cfg, out / stage.init if stage.init else None, progress, watch)
+        seconds = time.perf_counter() - t0
+        _save(model, target, cfg.save_dtype)
+        if cfg.save_dtype != "float32":
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+        te = time.perf_counter()
+        ev = greedy_eval(model, eval_set, cfg.max_new_tokens)
+        models[stage.name] = {
+            "sha256": sha256_file(target / "model.safetensors"),
+            "mixture": dict(stage.mixture),
+            "final_loss": round(loss, 4),
+            "train_seconds": round(seconds, 1),
+            "eval_seconds": round(time.perf_counter() - te, 1),
+            "greedy_eval": ev,
+        }
+        log(f"zoo train: {stage.name} done in {seconds:.0f} s, loss {loss:.3f}, greedy accuracy {ev['accuracy']:.3f}, "
+            f"worked {ev['worked_share']:.2f}, opens {ev['mean_opens']:.1f}, items {ev['item_ok']}, checks {ev['check_ok']}")
+        manifest["provenance"] = record("nex zoo train", config=cfg, model={"arch": "qwen3"})
+        manifest["total_seconds"] = round(sum(m["train_seconds"] + m.get("eval_seconds", 0) for m in models.values()), 1)
+        write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def verify_zoo(directory: Path) -> list[str]:
+    """Names of models in ``directory`` whose weights do not match the hashes in ``zoo.json``."""
+    manifest = json.loads((Path(directory) / MANIFEST).read_text())
+    bad = []
+    for name, entry in manifest["models"].items():
+        path = Path(directory) / name / "model.safetensors"
+        if path.exists() and sha256_file(path) != entry["sha256"]:
+            bad.append(name)
+    return bad
