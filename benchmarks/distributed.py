@@ -2,8 +2,8 @@
 
 ``python benchmarks/distributed.py [--model zoo:thinking] [--responses 512] [--cpus 2] [--shard-size 64]``
 
-Responses are zoo problems with worked ("thinking") solutions, several solutions per response
-(``--solutions``, default 6, about 100-200 tokens) so each forward pass does some work. Three runs, in
+Responses are zoo problems with worked solutions (the ``systematic`` reference search, about 370
+tokens; ``--solutions`` repeats it, within the zoo's 768 positions only 1 fits). Three runs, in
 this order, each from a cold start of what it needs:
 
 * one process: ``load_model`` then :func:`nex_interp.capture.engine.write_cache`, torch threads = ``--cpus``;
@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def responses(n: int, solutions: int, seed: int) -> list[dict]:
-    from nex_interp.zoo.task import generate_problems, solution
+    from nex_interp.zoo.task import generate_problems
+    from nex_interp.zoo.traces import reference_trace
 
     rng = random.Random(seed)
     problems = generate_problems(n, seed)
-    return [{"id": p.id, "prompt": p.prompt(), "response": " ".join(" ".join(solution(p, "thinking", rng)) for _ in range(solutions))}
+    return [{"id": p.id, "prompt": p.prompt(), "response": " ".join(" ".join(reference_trace(p, "systematic", rng).tokens) for _ in range(solutions))}
             for p in problems]
 
 
@@ -91,7 +92,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="zoo:thinking")
     ap.add_argument("--responses", type=int, default=512)
-    ap.add_argument("--solutions", type=int, default=6, help="worked solutions per response")
+    ap.add_argument("--solutions", type=int, default=1, help="worked solutions per response")
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local cluster and torch threads of one process")
     ap.add_argument("--shard-size", type=int, default=64)
     ap.add_argument("--row-tokens", type=int, default=2, help="the zoo's row size (docs/zoo.md)")

@@ -7,7 +7,7 @@ worked solutions and ``brief`` answers (loss on response tokens only), evaluatin
 held-out problems at a few points. For each evaluation it prints, from one run:
 
 * free greedy decoding (the model picks its style): exact-answer accuracy, share of worked
-  solutions, and the step audit of :mod:`nex_interp.zoo.search.audit` (share of ``open``
+  solutions, and the step audit of :mod:`nex_interp.zoo.audit` (share of ``open``
   clauses that copy the right box, of checks that are true, of verdicts that are true, and of
   all steps that agree with the problem);
 * forced worked solutions (the response is started with ``goal``): the same figures;
@@ -34,9 +34,9 @@ from pathlib import Path
 
 from nex_interp.atomic import write_text
 from nex_interp.provenance import record
-from nex_interp.zoo.search.audit import audit_response
-from nex_interp.zoo.search.task import EOS, PAD, TaskShape, generate_problems, vocabulary
-from nex_interp.zoo.search.traces import training_examples
+from nex_interp.zoo.audit import audit_response
+from nex_interp.zoo.task import EOS, PAD, TaskShape, generate_problems, vocabulary
+from nex_interp.zoo.traces import training_examples
 from nex_interp.zoo.train import padded_batch
 
 
@@ -77,7 +77,7 @@ def batches(args):
 def evaluate(model, problems, max_new: int) -> dict:
     import torch
 
-    from nex_interp.zoo.search.tokenizer import make_tokenizer
+    from nex_interp.zoo.tokenizer import make_tokenizer
 
     tok = make_tokenizer()
     out = {}

@@ -162,12 +162,14 @@ def test_annotation_files_round_trip_and_errors(tmp_path):
 
 
 def test_zoo_generator_labels_feed_the_same_code():
-    from nex_interp.zoo.task import generate_problems, label_tokens, solution
+    from nex_interp.zoo.task import generate_problems
+    from nex_interp.zoo.traces import label_tokens, reference_trace
     import random
 
-    prob = generate_problems(1, seed=3, levels=(3,))[0]
-    tokens = solution(prob, "thinking", random.Random(0))
-    labels = label_tokens(tokens)
+    prob = generate_problems(1, seed=3)[0]
+    trace = reference_trace(prob, "wander", random.Random(0))
+    labels = label_tokens(trace.tokens)
+    assert labels == list(trace.labels)
     anns = annotations_from_token_labels({"z": labels})
     gold = anns["z"].token_labels()
     assert gold.tolist() == [1 if x == "E" else 0 for x in labels]

@@ -1,144 +1,204 @@
-"""The zoo's path-search task: seeded problems, worked solutions, E/X labels, answer checking."""
+"""The box-search task: seeded problems, reference traces per style, E/X labels, the step audit,
+answer checking, trace statistics and the tokenizer."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 
 from nex_interp.errors import ConfigError
+from nex_interp.zoo.audit import audit_response
+from nex_interp.zoo.stats import response_stats, row_labels, trace_stats
 from nex_interp.zoo.task import (
-    LEVELS,
+    DEFAULT_SHAPE,
+    EOS,
     Problem,
+    TaskShape,
     extract_answer,
     generate_problems,
-    instruct_answer,
     is_correct,
-    label_tokens,
-    make_problem,
-    solution,
-    training_examples,
     vocabulary,
-    worked_solution,
 )
+from nex_interp.zoo.traces import HASTY_CHECKS, STYLES, label_tokens, reference_trace, training_examples
+
+PROBLEMS = generate_problems(300, seed=5)
 
 
-def _children(p: Problem) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for a, b in p.edges:
-        out.setdefault(a, []).append(b)
-    return out
+def _traces(style: str, seed: int = 0):
+    rng = random.Random(seed)
+    return [(p, reference_trace(p, style, rng)) for p in PROBLEMS]
 
 
-def test_problems_are_seeded_and_well_formed():
-    a = generate_problems(60, seed=3)
-    assert a == generate_problems(60, seed=3)
-    assert a != generate_problems(60, seed=4)
-    for p in a:
-        n_branches, lo, hi = LEVELS[p.level]
-        assert len(p.branches) == n_branches and all(lo <= len(b) <= hi for b in p.branches)
-        nodes = [p.start, *(x for b in p.branches for x in b)]
-        assert len(nodes) == len(set(nodes))  # distinct names: a tree
-        kids = _children(p)
-        assert sorted(kids[p.start]) == sorted(b[0] for b in p.branches)
-        # walking the edges from the goal back to the start gives the answer
-        parent = {b: a for a, b in p.edges}
-        path = [p.goal]
-        while path[-1] != p.start:
-            path.append(parent[path[-1]])
-        assert tuple(reversed(path)) == p.answer
-    assert {p.level for p in a} == set(LEVELS)
-    with pytest.raises(ConfigError, match="level"):
-        make_problem(random.Random(0), 9, "x")
+def test_problems_are_seeded_and_have_one_box_holding_the_query():
+    assert PROBLEMS == generate_problems(300, seed=5)
+    assert PROBLEMS != generate_problems(300, seed=6)
+    shape = DEFAULT_SHAPE
+    targets = Counter()
+    for p in PROBLEMS:
+        assert len(p.boxes) == shape.n_boxes and all(len(b) == shape.box_items == len(set(b)) for b in p.boxes)
+        assert [k for k in range(1, shape.n_boxes + 1) if p.holds_all(k)] == [p.target]
+        assert shape.first_target <= p.target <= shape.n_boxes
+        for k, box in enumerate(p.boxes, 1):
+            shared = len(set(box) & set(p.query))
+            assert shared == len(p.query) if k == p.target else 1 <= shared < len(p.query)
+        others = [x for b in p.boxes for x in b if x not in p.query]
+        assert len(others) == len(set(others))  # apart from query items no item repeats
+        targets[p.target] += 1
+    assert set(targets) == set(range(shape.first_target, shape.n_boxes + 1))
 
 
-def test_edges_are_shuffled_and_rows_round_trip():
-    ps = generate_problems(30, seed=0)
-    in_chain_order = sum(p.edge_order == tuple(sorted(p.edge_order)) for p in ps)
-    assert in_chain_order <= 1
-    p = ps[0]
-    row = p.to_row()
-    assert row["prompt"] == p.prompt() and row["prompt"].startswith("<bos> edges ") and row["prompt"].endswith(":")
-    assert Problem.from_row(row) == p and row["answer"] == list(p.answer)
+def test_prompt_round_trips_and_uses_only_the_vocabulary():
+    vocab = set(vocabulary())
+    p = PROBLEMS[0]
+    words = p.prompt().split()
+    assert words[0] == "<bos>" and words[-1] == ":" and set(words) <= vocab
+    assert Problem.from_row(p.to_row()) == p
+    assert p.box(p.answer) == p.boxes[p.target - 1] and p.box("b99") is None and p.box("x") is None
 
 
-def _replay(p: Problem, tokens: list[str]) -> None:
-    """Walk a worked solution: every followed edge exists, dead ends are leaves, the goal is reached."""
-    kids = _children(p)
-    i, tried = 0, set()
-    while tokens[i] == "try":
-        first = int(tokens[i + 1])
-        assert first in kids[p.start] and first not in tried
-        tried.add(first)
-        node, j = first, i + 2
-        while tokens[j] not in ("dead", "goal"):
-            assert int(tokens[j]) in kids[node]
-            node, j = int(tokens[j]), j + 1
-        if tokens[j] == "dead":
-            assert node not in kids and node != p.goal and tokens[j + 1] == "back"
-            i = j + 2
-            continue
-        assert node == p.goal
-        assert tokens[j + 1 :] == instruct_answer(p)
-        return
-    raise AssertionError(f"solution does not reach the goal: {tokens}")
+def test_every_style_writes_only_vocabulary_tokens_and_labels_by_the_grammar():
+    vocab = set(vocabulary())
+    for style in STYLES:
+        for _, t in _traces(style):
+            assert set(t.tokens) <= vocab and EOS not in t.tokens
+            assert list(t.labels) == label_tokens(t.tokens)
+            spans = [i for i, lab in enumerate(t.labels) if lab == "E" and (i == 0 or t.labels[i - 1] == "X")]
+            assert len(spans) == t.opens
+            assert all(t.tokens[i] == "step" for i in spans)
 
 
-def test_worked_solutions_are_correct_and_explore_then_exploit():
-    rng = random.Random(0)
-    lengths, backtracks = [], 0
-    for p in generate_problems(300, seed=1):
-        toks = worked_solution(p, rng)
-        _replay(p, toks)
-        assert is_correct(p, " ".join(toks))
-        assert set(toks) <= set(vocabulary())
-        lengths.append(len(toks))
-        backtracks += "back" in toks
-    # every worked solution spans at least 3 rows of 4 tokens (NEX skips shorter responses)
-    assert min(lengths) >= 9
-    assert backtracks > 120  # many include failed branches and backtracking
+def test_systematic_search_opens_boxes_in_order_until_the_target():
+    for p, t in _traces("systematic"):
+        a = audit_response(p, t.tokens)
+        assert t.correct and is_correct(p, t.tokens) and t.opens == p.target and t.revisits == 0
+        assert (a.opens_ok, a.checks_ok, a.verdicts_ok) == (a.opens, a.checks, a.verdicts)
+        assert a.checks == p.target * len(p.query) and a.unparsed == 0
 
 
-def test_labels_mark_proposals_and_backtracking_as_explore():
-    toks = "try 7 2 dead back try 12 9 5 goal ans 3 12 9 5".split()
-    labels = label_tokens(toks)
-    assert len(labels) == len(toks)
-    assert [t for t, l in zip(toks, labels) if l == "E"] == ["try", "7", "back", "try", "12"]
-    assert set(label_tokens(instruct_answer(generate_problems(1, seed=0)[0]))) == {"X"}
+def test_hasty_search_commits_after_a_partial_check_and_is_mostly_wrong():
+    traces = _traces("hasty")
+    for p, t in traces:
+        a = audit_response(p, t.tokens)
+        assert a.opens_ok == a.opens and a.checks_ok == a.checks  # what it writes is true...
+        taken = int(t.answer[1:])
+        assert set(p.query[:HASTY_CHECKS]) <= set(p.boxes[taken - 1])  # ...it just stops too early
+        assert a.verdicts_ok == a.verdicts - (not t.correct)
+    accuracy = sum(t.correct for _, t in traces) / len(traces)
+    assert accuracy < 0.3
 
 
-def test_answer_checking():
-    p = Problem("q", 3, 5, ((7, 2), (12, 9, 5)), (0, 3, 1, 2, 4), 1)
-    assert p.answer == (3, 12, 9, 5)
-    assert extract_answer("ans 3 12 9 5") == (3, 12, 9, 5)
-    assert is_correct(p, "try 7 2 dead back ans 3 7 2 ans 3 12 9 5")  # the last answer counts
-    assert not is_correct(p, "ans 3 12 9")
-    assert not is_correct(p, "try 12 9")  # no answer
-    assert extract_answer("") is None
+def test_wander_revisits_holds_and_runs_out_of_budget():
+    traces = _traces("wander")
+    for p, t in traces:
+        a = audit_response(p, t.tokens)
+        assert (a.opens_ok, a.checks_ok, a.verdicts_ok) == (a.opens, a.checks, a.verdicts)
+        assert t.opens <= p.budget and a.revisits == t.revisits
+        if t.answer == "none":
+            assert t.opens == p.budget and not t.correct and t.tokens[-4:] == ("stop", ";", "ans", "none")
+        else:
+            assert t.correct
+    assert any("hold" in t.tokens and t.correct for _, t in traces)
+    acc = sum(t.correct for _, t in traces) / len(traces)
+    assert 0.2 < acc < 0.8 and sum(t.revisits for _, t in traces) > 0
 
 
-def test_training_mixture_respects_the_thinking_share():
-    ex = list(training_examples(400, seed=2, thinking_fraction=0.25))
-    worked = sum(r[0] == "try" for _, r in ex)
-    assert 70 <= worked <= 130
-    assert all(r[-1] == "<eos>" and p[0] == "<bos>" and p[-1] == ":" for p, r in ex)
-    assert all(r[0] == "ans" for _, r in training_examples(50, seed=2, thinking_fraction=0.0))
-    with pytest.raises(ConfigError):
-        next(training_examples(1, seed=0, thinking_fraction=1.5))
-    with pytest.raises(ConfigError, match="style"):
-        solution(generate_problems(1, seed=0)[0], "chatty", random.Random(0))
+def test_audit_catches_wrong_copies_checks_and_verdicts():
+    p, t = _traces("systematic")[0]
+    toks = list(t.tokens)
+    i = toks.index(":") + 1  # first item of the first opened box
+    toks[i] = str(p.query[0]) if int(toks[i]) not in p.query else "699"
+    j = toks.index("need") + 2
+    toks[j] = "no" if toks[j] == "yes" else "yes"
+    k = toks.index("drop") + 1
+    toks[k] = "b12" if toks[k] != "b12" else "b11"
+    a = audit_response(p, toks)
+    assert (a.opens - a.opens_ok, a.checks - a.checks_ok, a.verdicts - a.verdicts_ok) == (1, 1, 1)
+    assert a.items_listed == 12 * a.opens and a.items_listed - a.items_ok == 1
+    assert audit_response(p, ["blah", "ans", "b1"]).unparsed == 1
 
 
-def test_tokenizer_round_trip_without_added_specials():
-    pytest.importorskip("transformers")
+def test_answer_extraction():
+    p = PROBLEMS[0]
+    assert extract_answer("take b3 ; ans b3 ans " + p.answer) == p.answer
+    assert extract_answer("no answer here") is None
+    assert is_correct(p, ["ans", p.answer]) and not is_correct(p, "stop ; ans none")
+
+
+def test_training_examples_follow_the_mixture_and_reject_bad_ones():
+    ex = list(training_examples(400, seed=3, mixture={"brief": 1, "systematic": 3}))
+    assert ex == list(training_examples(400, seed=3, mixture={"brief": 1, "systematic": 3}))
+    brief = sum(r[0] == "ans" for _, r in ex)
+    assert 60 < brief < 140 and all(r[-1] == EOS for _, r in ex)
+    with pytest.raises(ConfigError, match="unknown"):
+        list(training_examples(1, 0, {"lazy": 1.0}))
+    with pytest.raises(ConfigError, match="positive sum"):
+        list(training_examples(1, 0, {"brief": 0.0}))
+
+
+def test_task_shape_rejects_impossible_sizes():
+    with pytest.raises(ConfigError, match="budget"):
+        TaskShape(budget=5)
+    with pytest.raises(ConfigError, match="too small"):
+        TaskShape(item_hi=200)
+    with pytest.raises(ConfigError, match="first_target"):
+        TaskShape(first_target=13)
+
+
+def test_row_statistics_on_a_hand_made_response():
+    labels = list("XXXXEEEEEEEEEEEEEEEEEXXXXXXXXXXXX") + list("EEEE")  # E span of 17, then 4 at the end
+    tokens = [f"t{i % 9}" for i in range(len(labels))]
+    s = response_stats(tokens, labels, row_tokens=8)
+    assert s["rows"] == 5 and s["e_spans"] == 2 and s["e_span_tokens"] == [17, 4]
+    assert row_labels(labels, 8) == ["E", "E", "E", "X", "E"]
+    assert s["e_span_rows"] == [3, 1] and s["row_e_runs"] == [3, 1]
+    assert s["distinct_types"] == 9 and s["late_token_novelty_share"] == 0.0
+    with pytest.raises(ValueError):
+        response_stats(tokens, labels[:-1], 8)
+
+
+def test_reference_worked_solutions_meet_the_length_and_span_preconditions():
+    for style in ("systematic", "wander"):
+        st = trace_stats([(t.tokens, t.labels) for _, t in _traces(style)], row_tokens=8)
+        assert st["median_response_tokens"] >= 256 and st["median_rows"] >= 30
+        assert st["mean_generator_e_spans"] >= 5 and st["e_span_rows_ge2_share"] > 0.5
+        assert st["late_token_novelty_share"] >= 0.05
+        assert st["novelty_on_e_share"] > st["e_token_share"]  # new content enters on E
+
+
+def test_tokenizer_round_trips_a_trace():
     from nex_interp.zoo.tokenizer import make_tokenizer
 
     tok = make_tokenizer()
-    rng = random.Random(5)
-    for p in generate_problems(20, seed=5):
-        text = p.prompt() + " " + " ".join(worked_solution(p, rng))
-        ids = tok(text)["input_ids"]
-        assert ids[0] == tok.bos_token_id and tok.unk_token_id not in ids
-        assert len(ids) == len(text.split())
-        assert tok.decode(ids) == text
-    assert tok.padding_side == "left"
+    p, t = _traces("wander")[0]
+    text = p.prompt() + " " + " ".join(t.tokens)
+    ids = tok(text)["input_ids"]
+    assert len(ids) == len(text.split()) and tok.unk_token_id not in ids
+    assert tok.decode(ids) == text
+
+
+def test_planned_zoo_mixtures_span_both_failure_modes():
+    from nex_interp.zoo.plan import ALIASES, MERGE_ENDPOINTS, MIXTURE_FAMILY, MODELS
+    from nex_interp.zoo.stats import mixture_report
+
+    assert all(set(mix) <= set(STYLES) for mix in MODELS.values())
+    assert set(MERGE_ENDPOINTS) <= set(MODELS) and set(MIXTURE_FAMILY) <= set(MODELS) and len(MIXTURE_FAMILY) >= 5
+    assert ALIASES["thinking"] == MERGE_ENDPOINTS[1]
+    reports = [mixture_report(MODELS[m], n=300, seed=2) for m in MIXTURE_FAMILY]
+    opens = [r["mean_opens"] for r in reports]
+    acc = [r["accuracy"] for r in reports]
+    assert opens == sorted(opens) and len(set(opens)) == len(opens)  # exploration rises along the family
+    best = acc.index(max(acc))
+    assert 0 < best < len(acc) - 1 and acc[0] < 0.3 and acc[-1] < 0.7  # too little and too much both fail
+
+
+def test_audit_and_labels_never_fail_on_garbage():
+    rng = random.Random(0)
+    vocab = vocabulary()
+    grammar = ["step", "open", ":", ";", "need", "yes", "drop", "hold", "take", "ans", "b3", "1", "250"]
+    for _ in range(300):
+        toks = [rng.choice(grammar if rng.random() < 0.7 else vocab) for _ in range(rng.randint(0, 40))]
+        a = audit_response(PROBLEMS[0], toks)
+        assert 0 <= a.opens_ok <= a.opens and 0 <= a.checks_ok <= a.checks and 0 <= a.verdicts_ok <= a.verdicts
+        assert len(label_tokens(toks)) == len(toks)

@@ -16,15 +16,16 @@ def _resolve_dir(spec: str) -> Path:
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
-    """Train the zoo (base, instruct, thinking and the mixture fine-tunes) from scratch on CPU."""
-    import torch
+    """Train the zoo (base, then its fine-tunes: instruct and the data-mixture family) from scratch on CPU."""
+    import dataclasses
 
     from ..zoo.train import default_config, train_zoo
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    manifest = train_zoo(Path(args.output), default_config(args.scale))
-    print(f"zoo written to {args.output} ({manifest['total_train_seconds']:.0f} s of training)")
+    cfg = default_config(args.scale)
+    if args.threads is not None:
+        cfg = dataclasses.replace(cfg, threads=args.threads)
+    manifest = train_zoo(Path(args.output), cfg)
+    print(f"zoo written to {args.output} ({manifest['total_seconds']:.0f} s of training and evaluation)")
     return 0
 
 
@@ -56,9 +57,9 @@ def register(sub) -> None:
     p = zsub.add_parser("train", help=cmd_zoo_train.__doc__, description=cmd_zoo_train.__doc__)
     p.add_argument("-o", "--output", default="zoo", help="output directory (default: ./zoo; the shipped zoo lives in nex_interp/zoo/weights)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (default 1.0 = the shipped zoo)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1, as the shipped zoo was trained; other counts can change "
-                        "the weights' last bits; 0: torch's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default 2, as the shipped zoo was trained; the count is part of the "
+                        "training config, and another count can change the weights' last bits)")
     p.set_defaults(func=cmd_zoo_train)
 
     p = sub.add_parser("merge", help=cmd_merge.__doc__, description=cmd_merge.__doc__)

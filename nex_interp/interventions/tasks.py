@@ -3,8 +3,8 @@
 An experiment names its task (``evaluation.task``); :func:`get_task` builds it with the
 ``[evaluation.task_options]`` table. Registered tasks:
 
-* ``zoo``: the zoo's reasoning task (:mod:`nex_interp.zoo.task`: problems from a seed, checked by
-  its ``is_correct``). Options: ``levels`` (list of difficulty levels).
+* ``zoo``: the zoo's box-search task (:mod:`nex_interp.zoo.task`: problems from a seed, checked by
+  its ``is_correct``). No options.
 * ``toy-echo``: a tiny self-contained task for tests and pico models: the prompt lists digits and
   the response is correct when it contains the prompt's last digit. Options: ``length``.
 
@@ -43,13 +43,12 @@ class Task(Protocol):
 class ZooTask:
     """The zoo's task: :func:`nex_interp.zoo.task.generate_problems` and its ``is_correct``."""
 
-    levels: tuple[int, ...] = (1, 2, 3)
     name: str = "zoo"
 
     def problems(self, n: int, seed: int) -> list[EvalProblem]:
         from nex_interp.zoo.task import generate_problems
 
-        return [EvalProblem(p.id, p.prompt(), p) for p in generate_problems(n, seed, self.levels, prefix="tx")]
+        return [EvalProblem(p.id, p.prompt(), p) for p in generate_problems(n, seed, prefix="tx")]
 
     def is_correct(self, problem: EvalProblem, response: str) -> bool:
         from nex_interp.zoo.task import is_correct
@@ -89,13 +88,9 @@ def task_names() -> list[str]:
 
 
 def _zoo(options: dict) -> Task:
-    unknown = set(options) - {"levels"}
-    if unknown:
-        raise ConfigError(f"evaluation.task_options: unknown option(s) {sorted(unknown)} for task 'zoo' (valid: levels)")
-    levels = options.get("levels", [1, 2, 3])
-    if not isinstance(levels, list) or not levels or not all(isinstance(x, int) for x in levels):
-        raise ConfigError(f"evaluation.task_options.levels must be a non-empty list of integers, got {levels!r}")
-    return ZooTask(tuple(levels))
+    if options:
+        raise ConfigError(f"evaluation.task_options: unknown option(s) {sorted(options)} for task 'zoo' (it takes none)")
+    return ZooTask()
 
 
 def _echo(options: dict) -> Task:

@@ -1,29 +1,20 @@
-"""The zoo's synthetic reasoning task: *path search* with explicit explore and exploit spans.
+"""The box-search task: problems, prompts, vocabulary and answer checking.
 
-A problem is a small graph: from a start node, a few branches leave, each a chain of nodes; the
-goal node ends one of them. The edges are listed in a shuffled order, so the path cannot be read
-off the prompt: answering requires following edges hop by hop, which a brief answer must do in a
-single forward pass and a worked solution does one hop per token. The prompt is::
+A problem is a row of numbered boxes, each holding a handful of items (numbers), and a query of
+a few items. Exactly one box, the *target*, holds every query item; every other box (a
+*distractor*) holds between one and all-but-one of them, so a partial check can accept a wrong
+box. The prompt lists the boxes in order, then the query and the step budget::
 
-    <bos> edges 3 7 , 12 9 , 7 2 , 3 12 , 9 5 from 3 to 5 :
+    <bos> b1 417 233 ... ; b2 ... ; ... b12 ... ; find 233 517 88 641 302 budget 14 :
 
-Two answer styles exist:
+The answer is the target's label (``ans b9``). The target never sits in the first half of the
+row (:attr:`TaskShape.first_target`), so committing to the first box that looks right is wrong
+by construction and finding the answer takes a search of several boxes. How a response searches
+(its *style*) and the E/X label of each of its tokens live in :mod:`.traces`.
 
-* **instruct** (brief): ``ans 3 12 9 5``;
-* **thinking** (worked solution), a depth-first search: pick an untried branch, follow it to its
-  end, and backtrack when it dead-ends, until the goal is reached::
-
-      try 7 2 dead back try 12 9 5 goal ans 3 12 9 5
-
-Every token of a response gets a ground-truth phase label (:func:`label_tokens`): **E**
-(explore) for proposing a branch (``try`` and the branch's first node) and for abandoning it
-(``back``); **X** (exploit) for following the chosen branch (the nodes after the first), verifying
-its end (``dead``, ``goal``) and answering. These labels stand in for the human E/X annotations of
-the NEX paper; they are defined by the grammar alone, so a model's own sampled responses are
-labelled the same way as the generator's solutions.
-
-Difficulty levels set the number of branches and their lengths (:data:`LEVELS`). Node names are
-distinct random numbers in ``1..MAX_NODE``.
+Everything the model must do to search is local: the next box to open is the successor of the
+box just opened (labels are listed in order), opening a box copies that box's record from the
+prompt, and checking compares the query items with the record just copied onto the page.
 """
 
 from __future__ import annotations
@@ -31,160 +22,147 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from ..errors import ConfigError
 
-#: level -> (number of branches, shortest branch, longest branch), lengths in nodes after the start
-LEVELS: dict[int, tuple[int, int, int]] = {1: (2, 3, 4), 2: (3, 3, 4), 3: (4, 3, 4)}
-#: node names are drawn from 1..MAX_NODE
-MAX_NODE = 29
 #: special tokens (the BOS token is written into the prompt text: word-level tokenizers add none)
 BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
-#: words of the task grammar besides node names
-WORDS = ("edges", ",", "from", "to", ":", "try", "dead", "back", "goal", "ans")
-#: tokens that mark exploration (proposing a branch, abandoning it)
-EXPLORE_WORDS = frozenset({"try", "back"})
-STYLES = ("instruct", "thinking")
+#: words of the prompt and trace grammar besides box labels, step numbers and items
+WORDS = (";", ":", "find", "budget", "goal", "step", "open", "need", "yes", "no",
+         "drop", "hold", "take", "stop", "ans", "none")
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """Sizes of the task (one shape for every problem; fixed before any model was trained).
+
+    n_boxes:      boxes per problem (labels ``b1..b{n_boxes}``).
+    box_items:    items per box.
+    query_items:  items in the query; the target holds all of them.
+    budget:       the most boxes a response may open (revisits count); written in the prompt.
+    item_lo/hi:   items are the numbers item_lo..item_hi-1 (one token each).
+    first_target: the target sits at a position in first_target..n_boxes (1-based).
+    """
+
+    n_boxes: int = 12
+    box_items: int = 12
+    query_items: int = 5
+    budget: int = 14
+    item_lo: int = 100
+    item_hi: int = 700
+    first_target: int = 7
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.query_items <= self.box_items:
+            raise ConfigError(f"query_items must lie in 2..box_items ({self.box_items}), got {self.query_items}")
+        if not 1 <= self.first_target <= self.n_boxes:
+            raise ConfigError(f"first_target must lie in 1..n_boxes ({self.n_boxes}), got {self.first_target}")
+        if self.budget < self.n_boxes:
+            raise ConfigError(f"budget ({self.budget}) must be at least n_boxes ({self.n_boxes}) so a plain search fits")
+        pool = self.item_hi - self.item_lo
+        if pool < self.query_items + self.n_boxes * self.box_items:
+            raise ConfigError(f"item pool {self.item_lo}..{self.item_hi} is too small for {self.n_boxes} boxes of {self.box_items} items")
+        if self.item_lo <= self.budget:
+            raise ConfigError("item numbers must not overlap step numbers (item_lo > budget)")
+
+
+DEFAULT_SHAPE = TaskShape()
+
+
+def box_label(k: int) -> str:
+    """Label of the ``k``-th box (1-based)."""
+    return f"b{k}"
+
+
+def vocabulary(shape: TaskShape = DEFAULT_SHAPE) -> list[str]:
+    """All tokens, specials first (ids are positions in this list)."""
+    return [PAD, BOS, EOS, UNK, *WORDS,
+            *(box_label(k) for k in range(1, shape.n_boxes + 1)),
+            *(str(s) for s in range(1, shape.budget + 1)),
+            *(str(i) for i in range(shape.item_lo, shape.item_hi))]
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One path-search problem: its branches (chains from ``start``), the goal and the answer path."""
+    """One box-search problem: the boxes' items in prompt order, the query, the target's position."""
 
     id: str
-    start: int
-    goal: int
-    branches: tuple[tuple[int, ...], ...]
-    edge_order: tuple[int, ...]
-    level: int
+    boxes: tuple[tuple[int, ...], ...]
+    query: tuple[int, ...]
+    target: int  # 1-based position of the box that holds every query item
+    budget: int
 
     @property
-    def edges(self) -> list[tuple[int, int]]:
-        """All edges (parent, child), in the shuffled order the prompt lists them."""
-        chain_edges = [(([self.start] + list(b))[k], b[k]) for b in self.branches for k in range(len(b))]
-        return [chain_edges[i] for i in self.edge_order]
+    def answer(self) -> str:
+        """The target's label."""
+        return box_label(self.target)
 
-    @property
-    def answer(self) -> tuple[int, ...]:
-        """The path from start to goal."""
-        branch = next(b for b in self.branches if b[-1] == self.goal)
-        return (self.start, *branch)
+    def box(self, label: str) -> tuple[int, ...] | None:
+        """Items of the box called ``label``, or None when there is no such box."""
+        m = re.fullmatch(r"b(\d+)", label)
+        if not m or not 1 <= int(m.group(1)) <= len(self.boxes):
+            return None
+        return self.boxes[int(m.group(1)) - 1]
+
+    def holds_all(self, k: int) -> bool:
+        """Whether box ``k`` (1-based) holds every query item."""
+        return set(self.query) <= set(self.boxes[k - 1])
 
     def prompt(self) -> str:
         """The prompt text, BOS included, ending with ``:``."""
-        edges = " , ".join(f"{a} {b}" for a, b in self.edges)
-        return f"{BOS} edges {edges} from {self.start} to {self.goal} :"
+        boxes = " ".join(f"{box_label(k)} {' '.join(map(str, items))} ;" for k, items in enumerate(self.boxes, 1))
+        return f"{BOS} {boxes} find {' '.join(map(str, self.query))} budget {self.budget} :"
 
     def to_row(self) -> dict:
         """A prompts-JSONL row: ``id``, ``prompt`` and the fields used only for evaluation."""
-        return {
-            "id": self.id, "prompt": self.prompt(), "start": self.start, "goal": self.goal,
-            "branches": [list(b) for b in self.branches], "edge_order": list(self.edge_order),
-            "level": self.level, "answer": list(self.answer),
-        }
+        return {"id": self.id, "prompt": self.prompt(), "boxes": [list(b) for b in self.boxes],
+                "query": list(self.query), "target": self.target, "budget": self.budget, "answer": self.answer}
 
     @classmethod
     def from_row(cls, row: dict) -> "Problem":
-        return cls(
-            id=str(row["id"]), start=int(row["start"]), goal=int(row["goal"]),
-            branches=tuple(tuple(int(x) for x in b) for b in row["branches"]),
-            edge_order=tuple(int(i) for i in row["edge_order"]), level=int(row["level"]),
-        )
+        return cls(id=str(row["id"]), boxes=tuple(tuple(int(x) for x in b) for b in row["boxes"]),
+                   query=tuple(int(x) for x in row["query"]), target=int(row["target"]), budget=int(row["budget"]))
 
 
-def vocabulary() -> list[str]:
-    """All tokens, specials first (ids are positions in this list)."""
-    return [PAD, BOS, EOS, UNK, *WORDS, *(str(i) for i in range(1, MAX_NODE + 1))]
+def make_problem(rng: random.Random, pid: str, shape: TaskShape = DEFAULT_SHAPE) -> Problem:
+    """Draw one problem.
 
-
-def make_problem(rng: random.Random, level: int, pid: str) -> Problem:
-    """Draw one problem of ``level``."""
-    if level not in LEVELS:
-        raise ConfigError(f"difficulty level {level} is unknown; valid levels: {sorted(LEVELS)}")
-    n_branches, lo, hi = LEVELS[level]
-    lengths = [rng.randint(lo, hi) for _ in range(n_branches)]
-    names = rng.sample(range(1, MAX_NODE + 1), 1 + sum(lengths))
-    start, rest = names[0], names[1:]
-    branches, k = [], 0
-    for n in lengths:
-        branches.append(tuple(rest[k : k + n]))
-        k += n
-    goal = branches[rng.randrange(n_branches)][-1]
-    order = list(range(sum(lengths)))
-    rng.shuffle(order)
-    return Problem(pid, start, goal, tuple(branches), tuple(order), level)
-
-
-def generate_problems(n: int, seed: int, levels: Sequence[int] = (1, 2, 3), prefix: str = "p") -> list[Problem]:
-    """``n`` problems, levels cycling through ``levels``; the same seed gives the same problems."""
-    rng = random.Random(seed)
-    return [make_problem(rng, levels[i % len(levels)], f"{prefix}{seed}-{i:05d}") for i in range(n)]
-
-
-def instruct_answer(problem: Problem) -> list[str]:
-    """The brief answer's tokens (EOS excluded)."""
-    return ["ans", *map(str, problem.answer)]
-
-
-def worked_solution(problem: Problem, rng: random.Random) -> list[str]:
-    """A worked solution's tokens (EOS excluded): depth-first search, branches in a random order."""
-    order = list(problem.branches)
-    rng.shuffle(order)
-    out: list[str] = []
-    for branch in order:
-        out += ["try", *map(str, branch)]
-        if branch[-1] == problem.goal:
-            return out + ["goal", *instruct_answer(problem)]
-        out += ["dead", "back"]
-    raise AssertionError("unreachable: the goal ends one of the branches")
-
-
-def solution(problem: Problem, style: str, rng: random.Random) -> list[str]:
-    """Response tokens in ``style`` (``instruct`` or ``thinking``), EOS excluded."""
-    if style == "instruct":
-        return instruct_answer(problem)
-    if style == "thinking":
-        return worked_solution(problem, rng)
-    raise ConfigError(f"answer style {style!r} is unknown; valid styles: {', '.join(STYLES)}")
-
-
-def label_tokens(tokens: Sequence[str]) -> list[str]:
-    """Ground-truth phase label (``E`` or ``X``) of each response token, by the task grammar.
-
-    ``try``, the branch's first node right after it, and ``back`` are E (proposing a branch,
-    abandoning it); everything else (following the branch, verifying its end, answering) is X.
+    The target's position is uniform on ``first_target..n_boxes``. Each distractor holds ``m``
+    query items, ``m`` uniform on ``1..query_items-1``, chosen uniformly; every other item of
+    every box is drawn once from the item pool (so apart from query items no item repeats), and
+    each box's items are shuffled.
     """
-    labels = []
-    prev = ""
-    for tok in tokens:
-        labels.append("E" if tok in EXPLORE_WORDS or prev == "try" else "X")
-        prev = tok
-    return labels
+    q = shape.query_items
+    pool = rng.sample(range(shape.item_lo, shape.item_hi), q + shape.n_boxes * shape.box_items)
+    query, fillers = pool[:q], iter(pool[q:])
+    target = rng.randint(shape.first_target, shape.n_boxes)
+    boxes = []
+    for k in range(1, shape.n_boxes + 1):
+        shared = list(query) if k == target else rng.sample(query, rng.randint(1, q - 1))
+        items = shared + [next(fillers) for _ in range(shape.box_items - len(shared))]
+        rng.shuffle(items)
+        boxes.append(tuple(items))
+    return Problem(pid, tuple(boxes), tuple(query), target, shape.budget)
 
 
-_ANS = re.compile(r"\bans((?:\s+\d+)+)")
-
-
-def extract_answer(response: str) -> tuple[int, ...] | None:
-    """The path after the last ``ans`` in a response, or None if there is none."""
-    found = _ANS.findall(response)
-    if not found:
-        return None
-    return tuple(int(x) for x in found[-1].split())
-
-
-def is_correct(problem: Problem, response: str) -> bool:
-    """Whether the response's final answer is the problem's path."""
-    return extract_answer(response) == problem.answer
-
-
-def training_examples(n: int, seed: int, thinking_fraction: float, levels: Sequence[int] = (1, 2, 3)) -> Iterator[tuple[list[str], list[str]]]:
-    """``n`` (prompt tokens, response tokens + EOS) pairs; a ``thinking_fraction`` share are worked."""
-    if not 0.0 <= thinking_fraction <= 1.0:
-        raise ConfigError(f"thinking fraction {thinking_fraction} must lie in [0, 1]")
+def generate_problems(n: int, seed: int, shape: TaskShape = DEFAULT_SHAPE, prefix: str = "s") -> list[Problem]:
+    """``n`` problems; the same seed gives the same problems."""
     rng = random.Random(seed)
-    for i in range(n):
-        problem = make_problem(rng, levels[rng.randrange(len(levels))], f"t{i}")
-        style = "thinking" if rng.random() < thinking_fraction else "instruct"
-        yield problem.prompt().split(), solution(problem, style, rng) + [EOS]
+    return [make_problem(rng, f"{prefix}{seed}-{i:05d}", shape) for i in range(n)]
+
+
+_ANS = re.compile(r"\bans\s+(\S+)")
+
+
+def extract_answer(response: str | Sequence[str]) -> str | None:
+    """The token after the last ``ans`` in a response (a box label or ``none``), or None if absent."""
+    text = response if isinstance(response, str) else " ".join(response)
+    found = _ANS.findall(text)
+    return found[-1] if found else None
+
+
+def is_correct(problem: Problem, response: str | Sequence[str]) -> bool:
+    """Whether the response's final answer is the target's label."""
+    return extract_answer(response) == problem.answer

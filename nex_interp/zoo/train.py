@@ -1,17 +1,20 @@
-"""Train the zoo from scratch on CPU: a base model, then fine-tunes of it on answer-style mixtures.
+"""Train the box-search zoo from scratch on CPU: a base model, then fine-tunes of it.
 
-Stages (defaults in :func:`default_config`):
+Stages come from :data:`.plan.MODELS` (style mixtures); the base stage runs a curriculum of task
+shapes (small boxes first, the full task last) because a copy circuit forms within far fewer
+optimizer steps on short problems (``docs/zoo-design.md``, learnability probe). Fine-tunes see the
+full shape only.
 
-* ``base``: trained from random init on a 50/50 mix of brief answers and worked solutions;
-* ``instruct`` (0% thinking) and ``thinking`` (100% thinking): the two fine-tunes the merge
-  family interpolates between;
-* ``mix25``, ``mix50``, ``mix75``: fine-tunes on 25/50/75% thinking data; with ``instruct`` and
-  ``thinking`` they form the data-mixture family of the NEX paper's Figure 3.
+The loss is the *summed* next-token cross-entropy over response tokens (EOS included), divided
+by a fixed token count (:attr:`ZooTrainConfig.loss_tokens`), not a per-batch mean: batches are
+packed by length, so a mean would give the two tokens of a brief answer in an all-brief batch a
+hundred times the weight of a worked solution's tokens.
 
-The loss is next-token cross-entropy on response tokens only (EOS included). Every stage is
-seeded: the same config gives the same weights. A finished stage is kept, so re-running resumes
-at the first unfinished stage. Each model is saved as a Hugging Face directory (Qwen3 config,
-safetensors, the word-level tokenizer) and listed with its sha256 in ``zoo.json``.
+Every stage is seeded, and the torch thread count is part of the config: the same config on the
+same machine gives the same weights. A finished stage is kept (its sha256 checked), so a rerun
+resumes at the first unfinished stage. Each model is saved as a Hugging Face directory (Qwen3
+config, safetensors, the word-level tokenizer) and listed in ``zoo.json`` with its sha256,
+training time, final loss and a greedy evaluation with the step audit (:mod:`.audit`).
 """
 
 from __future__ import annotations
@@ -20,43 +23,57 @@ import dataclasses
 import json
 import math
 import random
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..atomic import atomic_path, write_text
 from ..errors import ConfigError
 from ..hashing import sha256_file
 from ..provenance import record
-from .task import EOS, PAD, Problem, generate_problems, is_correct, training_examples, vocabulary
+from .audit import audit_response
+from .plan import MODELS, ModelShape
+from .task import BOS, DEFAULT_SHAPE, EOS, PAD, Problem, TaskShape, generate_problems, vocabulary
+from .traces import training_examples
 
 MANIFEST = "zoo.json"
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """Architecture of the zoo models (a Hugging Face Qwen3 config)."""
+class Phase:
+    """Part of a stage's steps trained on one task shape: steps up to ``until`` (a fraction)."""
 
-    arch: str = "qwen3"
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    n_kv_heads: int = 2
-    d_mlp: int = 512
-    max_positions: int = 256
+    until: float
+    shape: TaskShape = DEFAULT_SHAPE
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One training run: from ``init`` (a previous stage, or None for random init)."""
+    """One training run from ``init`` (an earlier stage, or None for random init)."""
 
     name: str
     init: str | None
-    thinking_fraction: float
+    mixture: tuple[tuple[str, float], ...]
     steps: int
     lr: float
     seed: int
+    phases: tuple[Phase, ...] = (Phase(1.0),)
+
+    def shape_at(self, step: int) -> TaskShape:
+        for phase in self.phases:
+            if step < phase.until * self.steps:
+                return phase.shape
+        return self.phases[-1].shape
+
+
+#: the curriculum of the base stage: 6x6 boxes (the copy forms there), 9x9, then the full task
+CURRICULUM = (
+    Phase(0.2, TaskShape(n_boxes=6, box_items=6, query_items=3, budget=7, first_target=4)),
+    Phase(0.4, TaskShape(n_boxes=9, box_items=9, query_items=4, budget=11, first_target=5)),
+    Phase(1.0, DEFAULT_SHAPE),
+)
 
 
 @dataclass(frozen=True)
@@ -65,23 +82,29 @@ class ZooTrainConfig:
 
     shape: ModelShape = ModelShape()
     stages: tuple[Stage, ...] = ()
-    batch_size: int = 64
+    batch_tokens: int = 4096
+    loss_tokens: int = 2048
     warmup_steps: int = 100
     weight_decay: float = 0.01
-    levels: tuple[int, ...] = (1, 2, 3)
+    threads: int = 2
     eval_problems: int = 200
     eval_seed: int = 10_000
+    max_new_tokens: int = 560
     save_dtype: str = "float32"
+    ship: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "ZooTrainConfig":
         d = dict(d)
         d["shape"] = ModelShape(**d["shape"])
-        d["stages"] = tuple(Stage(**s) for s in d["stages"])
-        d["levels"] = tuple(d["levels"])
+        d["stages"] = tuple(
+            Stage(**{**s, "mixture": tuple(tuple(m) for m in s["mixture"]),
+                     "phases": tuple(Phase(p["until"], TaskShape(**p["shape"])) for p in s["phases"])})
+            for s in d["stages"])
+        d["ship"] = tuple(d.get("ship", ()))
         return cls(**d)
 
 
@@ -89,63 +112,31 @@ def default_config(scale: float = 1.0) -> ZooTrainConfig:
     """The shipped zoo's config; ``scale`` multiplies every stage's steps (tests use a tiny one)."""
 
     def steps(n: int) -> int:
-        return max(1, int(round(n * scale)))
+        return max(2, int(round(n * scale)))
 
-    ft = dict(lr=1e-3)
+    def mix(name: str) -> tuple[tuple[str, float], ...]:
+        return tuple(MODELS[name].items())
+
+    fine = [n for n in MODELS if n != "base"]
     return ZooTrainConfig(
-        stages=(
-            Stage("base", None, 0.5, steps(1600), 3e-3, 1),
-            Stage("instruct", "base", 0.0, steps(300), seed=2, **ft),
-            Stage("thinking", "base", 1.0, steps(300), seed=3, **ft),
-            Stage("mix25", "base", 0.25, steps(300), seed=4, **ft),
-            Stage("mix50", "base", 0.5, steps(300), seed=5, **ft),
-            Stage("mix75", "base", 0.75, steps(300), seed=6, **ft),
-        )
+        stages=(Stage("base", None, mix("base"), steps(3000), 3e-3, 1, CURRICULUM),
+                *(Stage(n, "base", mix(n), steps(300), 1e-3, 2 + i) for i, n in enumerate(fine))),
+        ship=tuple(fine),
     )
 
 
 def hf_config(shape: ModelShape):
-    """The ``transformers`` config of a zoo model."""
+    """The ``transformers`` Qwen3 config of a zoo model."""
     from transformers import Qwen3Config
 
-    if shape.arch != "qwen3":
-        raise ConfigError(f"zoo architecture {shape.arch!r} is unknown; the zoo uses qwen3")
     vocab = vocabulary()
     return Qwen3Config(
-        vocab_size=len(vocab),
-        hidden_size=shape.d_model,
-        intermediate_size=shape.d_mlp,
-        num_hidden_layers=shape.n_layers,
-        num_attention_heads=shape.n_heads,
-        num_key_value_heads=shape.n_kv_heads,
-        head_dim=shape.d_model // shape.n_heads,
-        max_position_embeddings=shape.max_positions,
-        tie_word_embeddings=True,
-        pad_token_id=vocab.index(PAD),
-        bos_token_id=vocab.index("<bos>"),
-        eos_token_id=vocab.index(EOS),
+        vocab_size=len(vocab), hidden_size=shape.d_model, intermediate_size=shape.d_mlp,
+        num_hidden_layers=shape.n_layers, num_attention_heads=shape.n_heads,
+        num_key_value_heads=shape.n_kv_heads, head_dim=shape.d_model // shape.n_heads,
+        max_position_embeddings=shape.max_positions, tie_word_embeddings=True,
+        pad_token_id=vocab.index(PAD), bos_token_id=vocab.index(BOS), eos_token_id=vocab.index(EOS),
     )
-
-
-def _batches(stage: Stage, cfg: ZooTrainConfig, bucket: int = 8):
-    """Yield (input_ids, attention_mask, labels) tensors, right-padded, loss on responses only.
-
-    Examples are drawn ``bucket`` batches at a time and grouped by length (less padding), then
-    the batches are shuffled; all of it seeded by the stage.
-    """
-    ids = {w: i for i, w in enumerate(vocabulary())}
-    pad = ids[PAD]
-    rng = random.Random(stage.seed)
-    examples = training_examples(stage.steps * cfg.batch_size, stage.seed, stage.thinking_fraction, cfg.levels)
-    left = stage.steps
-    while left > 0:
-        k = min(bucket, left)
-        pool = sorted((next(examples) for _ in range(k * cfg.batch_size)), key=lambda e: len(e[0]) + len(e[1]))
-        chunks = [pool[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(k)]
-        rng.shuffle(chunks)
-        left -= k
-        for batch in chunks:
-            yield padded_batch(batch, ids, pad)
 
 
 def padded_batch(batch: list[tuple[list[str], list[str]]], ids: dict[str, int], pad: int):
@@ -165,7 +156,42 @@ def padded_batch(batch: list[tuple[list[str], list[str]]], ids: dict[str, int], 
     return x, mask, y
 
 
-def _lr_at(step: int, stage: Stage, warmup: int) -> float:
+def pack(examples: list[tuple[list[str], list[str]]], batch_tokens: int) -> list[list[tuple[list[str], list[str]]]]:
+    """Examples sorted by length and packed into batches whose padded size stays within
+    ``batch_tokens`` (at least one example each)."""
+    batches: list[list] = []
+    cur: list = []
+    for ex in sorted(examples, key=lambda e: len(e[0]) + len(e[1])):
+        width = len(ex[0]) + len(ex[1])
+        if cur and width * (len(cur) + 1) > batch_tokens:
+            batches.append(cur)
+            cur = []
+        cur.append(ex)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def batches(stage: Stage, cfg: ZooTrainConfig) -> Iterator[tuple]:
+    """Yield ``stage.steps`` padded batches, seeded by the stage; each pool of examples is drawn
+    from the shape of the phase it starts in, packed by length, and its batches shuffled."""
+    ids = {w: i for i, w in enumerate(vocabulary())}
+    rng = random.Random(stage.seed)
+    step, pool_no = 0, 0
+    while step < stage.steps:
+        shape = stage.shape_at(step)
+        n_pool = max(8, 16 * cfg.batch_tokens // (shape.n_boxes * (shape.box_items + 2) + 60 + 500))
+        pool = list(training_examples(n_pool, stage.seed * 100_003 + pool_no, dict(stage.mixture), shape))
+        pool_no += 1
+        packed = pack(pool, cfg.batch_tokens)
+        rng.shuffle(packed)
+        for batch in packed[: stage.steps - step]:
+            step += 1
+            yield padded_batch(batch, ids, ids[PAD])
+
+
+def lr_at(step: int, stage: Stage, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
     warm = min(warmup, max(1, stage.steps // 10))
     if step < warm:
         return stage.lr * (step + 1) / warm
@@ -173,12 +199,14 @@ def _lr_at(step: int, stage: Stage, warmup: int) -> float:
     return stage.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train_stage(stage: Stage, cfg: ZooTrainConfig, init_dir: Path | None, progress: bool = True):
-    """Train one stage; returns the trained model (float32, eval mode)."""
+def train_stage(stage: Stage, cfg: ZooTrainConfig, init_dir: Path | None, progress: bool = True,
+                monitor: Callable[[int, object], None] | None = None):
+    """Train one stage; returns ``(model, final loss)`` (float32, eval mode)."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM
 
+    torch.set_num_threads(cfg.threads)
     torch.manual_seed(stage.seed)
     if init_dir is None:
         model = AutoModelForCausalLM.from_config(hf_config(cfg.shape), dtype=torch.float32)
@@ -186,46 +214,72 @@ def train_stage(stage: Stage, cfg: ZooTrainConfig, init_dir: Path | None, progre
         model = AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=stage.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    bar = tqdm(_batches(stage, cfg), total=stage.steps, desc=f"zoo train {stage.name}", disable=not progress)
+    ce = torch.nn.CrossEntropyLoss(ignore_index=-100, reduction="sum")
+    bar = tqdm(batches(stage, cfg), total=stage.steps, desc=f"zoo train {stage.name}", disable=not progress)
     ema = None
     for step, (x, mask, y) in enumerate(bar):
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, stage, cfg.warmup_steps)
-        loss = model(input_ids=x, attention_mask=mask, labels=y).loss
+            group["lr"] = lr_at(step, stage, cfg.warmup_steps)
+        logits = model(input_ids=x, attention_mask=mask).logits[:, :-1]
+        target = y[:, 1:]
+        total = ce(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        loss = total / cfg.loss_tokens
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        per_token = total.item() / max(1, int((target != -100).sum()))
+        ema = per_token if ema is None else 0.98 * ema + 0.02 * per_token
         if step % 20 == 0:
             bar.set_postfix(loss=f"{ema:.3f}")
+        if monitor is not None:
+            monitor(step, model)
     model.eval()
     return model, float(ema if ema is not None else float("nan"))
 
 
-def greedy_accuracy(model, problems: list[Problem], max_new_tokens: int = 192, batch_size: int = 100) -> dict:
-    """Greedy-decoding accuracy and mean response length of ``model`` on ``problems``."""
+def greedy_eval(model, problems: list[Problem], max_new_tokens: int = 560, batch_size: int = 50) -> dict:
+    """Greedy decoding on ``problems``: accuracy, share of worked solutions, opens, median
+    tokens, and the step audit (share of opens, checks and verdicts that agree with the problem,
+    and of listed items copied right)."""
     import torch
 
     from .tokenizer import make_tokenizer
 
+    was_training = model.training
+    model.eval()
     tok = make_tokenizer()
-    correct, lengths, thinking = 0, [], 0
+    audits, lengths, worked = [], [], 0
     for start in range(0, len(problems), batch_size):
         chunk = problems[start : start + batch_size]
         enc = tok([p.prompt() for p in chunk], return_tensors="pt", padding=True)
         with torch.no_grad():
-            out = model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=False,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-            )
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         for p, row in zip(chunk, out[:, enc["input_ids"].shape[1] :]):
-            text = tok.decode(row, skip_special_tokens=True)
-            correct += is_correct(p, text)
-            lengths.append(len(text.split()))
-            thinking += text.startswith("try")
+            words = tok.decode(row, skip_special_tokens=True).split()
+            audits.append(audit_response(p, words))
+            lengths.append(len(words))
+            worked += bool(words) and words[0] == "goal"
+    model.train(was_training)
+
+    def share(ok: str, total: str) -> float | None:
+        t = sum(getattr(a, total) for a in audits)
+        return round(sum(getattr(a, ok) for a in audits) / t, 4) if t else None
+
     n = len(problems)
-    return {"accuracy": correct / n, "mean_tokens": sum(lengths) / n, "thinking_share": thinking / n, "n": n}
+    return {
+        "n": n,
+        "accuracy": sum(a.correct for a in audits) / n,
+        "worked_share": worked / n,
+        "answered_none": sum(a.answer == "none" for a in audits) / n,
+        "mean_opens": statistics.fmean(a.opens for a in audits),
+        "median_tokens": statistics.median(lengths),
+        "open_ok": share("opens_ok", "opens"),
+        "item_ok": share("items_ok", "items_listed"),
+        "check_ok": share("checks_ok", "checks"),
+        "verdict_ok": share("verdicts_ok", "verdicts"),
+    }
 
 
 def _save(model, out_dir: Path, dtype: str) -> None:
@@ -239,12 +293,11 @@ def _save(model, out_dir: Path, dtype: str) -> None:
         make_tokenizer().save_pretrained(tmp)
 
 
-def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train every stage of ``cfg`` into ``out/<stage>/``; resume finished stages; write ``zoo.json``.
-
-    Returns the manifest: config, per-model sha256 of the weights, final loss, greedy accuracy
-    on held-out problems, and wall time per stage.
-    """
+def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = True,
+              log: Callable[[str], None] = print, only: tuple[str, ...] | None = None,
+              monitor: Callable[[str, int, object], None] | None = None) -> dict:
+    """Train every stage of ``cfg`` (or the ``only`` ones) into ``out/<stage>/``; resume finished
+    stages; write ``zoo.json``. Returns the manifest."""
     import torch
 
     cfg = cfg or default_config()
@@ -252,14 +305,16 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    if manifest.get("config") not in (None, json.loads(json.dumps(cfg.to_dict()))):
+    if manifest.get("config") not in (None, cfg.to_dict()):
         log(f"zoo train: {manifest_path} was trained with another config; starting over")
         manifest = {}
     manifest["config"] = cfg.to_dict()
     models = manifest.setdefault("models", {})
-    eval_set = generate_problems(cfg.eval_problems, cfg.eval_seed, cfg.levels, prefix="eval")
+    eval_set = generate_problems(cfg.eval_problems, cfg.eval_seed, prefix="eval")
     names = [s.name for s in cfg.stages]
     for stage in cfg.stages:
+        if only is not None and stage.name not in only:
+            continue
         if stage.init is not None and stage.init not in names[: names.index(stage.name)]:
             raise ConfigError(f"zoo stage {stage.name!r} starts from {stage.init!r}, which is not an earlier stage")
         target = out / stage.name
@@ -267,27 +322,32 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
         if done and (target / "model.safetensors").exists() and sha256_file(target / "model.safetensors") == done["sha256"]:
             log(f"zoo train: {stage.name} already trained, kept")
             continue
+        if stage.init is not None and not (out / stage.init / "model.safetensors").exists():
+            raise ConfigError(f"zoo stage {stage.name!r} needs {stage.init!r} trained first under {out}")
         t0 = time.perf_counter()
-        model, loss = train_stage(stage, cfg, out / stage.init if stage.init else None, progress)
+        watch = (lambda step, m, _n=stage.name: monitor(_n, step, m)) if monitor else None
+        model, loss = train_stage(stage, cfg, out / stage.init if stage.init else None, progress, watch)
         seconds = time.perf_counter() - t0
         _save(model, target, cfg.save_dtype)
         if cfg.save_dtype != "float32":
             from transformers import AutoModelForCausalLM
 
             model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
-        acc = greedy_accuracy(model, eval_set, max_new_tokens=min(192, cfg.shape.max_positions - 20))
+        te = time.perf_counter()
+        ev = greedy_eval(model, eval_set, cfg.max_new_tokens)
         models[stage.name] = {
             "sha256": sha256_file(target / "model.safetensors"),
-            "thinking_fraction": stage.thinking_fraction,
+            "mixture": dict(stage.mixture),
             "final_loss": round(loss, 4),
             "train_seconds": round(seconds, 1),
-            "greedy_eval": acc,
+            "eval_seconds": round(time.perf_counter() - te, 1),
+            "greedy_eval": ev,
         }
-        log(f"zoo train: {stage.name} done in {seconds:.0f} s, loss {loss:.3f}, greedy accuracy {acc['accuracy']:.3f}, thinking {acc['thinking_share']:.2f}")
-        manifest["provenance"] = record("nex zoo train", config=cfg, model={"arch": cfg.shape.arch})
+        log(f"zoo train: {stage.name} done in {seconds:.0f} s, loss {loss:.3f}, greedy accuracy {ev['accuracy']:.3f}, "
+            f"worked {ev['worked_share']:.2f}, opens {ev['mean_opens']:.1f}, items {ev['item_ok']}, checks {ev['check_ok']}")
+        manifest["provenance"] = record("nex zoo train", config=cfg, model={"arch": "qwen3"})
+        manifest["total_seconds"] = round(sum(m["train_seconds"] + m.get("eval_seconds", 0) for m in models.values()), 1)
         write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    manifest["total_train_seconds"] = round(sum(m["train_seconds"] for m in models.values()), 1)
-    write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
@@ -297,6 +357,6 @@ def verify_zoo(directory: Path) -> list[str]:
     bad = []
     for name, entry in manifest["models"].items():
         path = Path(directory) / name / "model.safetensors"
-        if not path.exists() or sha256_file(path) != entry["sha256"]:
+        if path.exists() and sha256_file(path) != entry["sha256"]:
             bad.append(name)
     return bad

@@ -10,7 +10,8 @@ import numpy as np
 
 from ...cache.arrays import CacheArrays
 from ...errors import ConfigError
-from ..task import Problem, is_correct, label_tokens
+from ..task import Problem, is_correct
+from ..traces import WORKED_START, label_tokens
 from .config import DemoConfig, VariantResult
 from .variant import variant_cache, variant_dir, variant_responses
 
@@ -54,7 +55,7 @@ def family_phase_agreement(out: Path, results: list[VariantResult], cfg: DemoCon
     for r in results:
         cache = variant_cache(out, r.name)
         for i, resp in enumerate(variant_responses(out, r.name, cache)):
-            if not resp["response"].startswith("try"):
+            if resp["response"].split()[:1] != [WORKED_START]:
                 continue  # brief answers have no phases to compare
             start, stop = cache.response_rows(i)
             if stop - start < 3:
@@ -88,8 +89,7 @@ def selection_outputs(out: Path, best: VariantResult, merge: list[VariantResult]
         return is_correct(by_id[row["problem_id"]], row["response"])
 
     def extractor(text: str) -> str | None:
-        ans = extract_answer(text)
-        return None if ans is None else " ".join(map(str, ans))
+        return extract_answer(text)
 
     vdir = variant_dir(out, best.name)
     sel_cfg = SelectConfig(seed=cfg.seed, n_boot=1000)

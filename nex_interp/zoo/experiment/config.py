@@ -13,14 +13,15 @@ class DemoConfig(DictConfig):
     """Settings of one demo run (all of them are written to ``OUT/demo_config.json``).
 
     n_variants:         SLERP variants between instruct (lambda 0) and thinking (lambda 1), endpoints included.
-    n_problems:         unlabeled problems every variant answers (levels cycle through ``levels``).
+    n_problems:         unlabeled box-search problems every variant answers.
     samples:            sampled responses per problem.
-    temperature/top_p:  sampling settings; max_new_tokens caps a response.
-    row_tokens:         NEX row size for the zoo's short chains of thought (see ``docs``/README).
-    rule:               the capture's activation rule.
-    attention:          the capture pass's attention ("eager", as the demo's published figures were
-                        captured; `nex capture` defaults to "sdpa", which moves activations by ~1e-6,
-                        and that alone moves this zoo's 2-token-row results: docs/zoo.md).
+    temperature/top_p:  sampling settings; max_new_tokens caps a response (the longest searches the
+                        zoo was trained on run about 520 tokens; prompt + 560 fits the 768 positions).
+    row_tokens:         NEX row size: 8 tokens, so an 18-token ``open`` clause (an E span) covers
+                        at least two rows (docs/zoo.md).
+    rule:               the capture's activation rule, chosen from the novelty precondition on the
+                        base model's reference traces before any NEX run (docs/zoo.md).
+    attention:          the capture pass's attention (``nex capture``'s default, "sdpa").
     high_entropy_quantile: a row is high-entropy when its mean next-token entropy exceeds this
                         quantile of all rows of all merge variants (one threshold for the family).
     boundary_tolerance: tokens within which an HMM phase boundary matches a generator boundary.
@@ -32,14 +33,13 @@ class DemoConfig(DictConfig):
     n_variants: int = 11
     n_problems: int = 48
     samples: int = 4
-    levels: tuple[int, ...] = (1, 2, 3)
     temperature: float = 0.8
     top_p: float = 1.0
-    max_new_tokens: int = 160
-    row_tokens: int = 2
-    rule: str = "abs:0.5"
+    max_new_tokens: int = 560
+    row_tokens: int = 8
+    rule: str = "topk:8"
     batch_size: int = 64
-    attention: str = "eager"
+    attention: str = "sdpa"
     high_entropy_quantile: float = 0.8
     boundary_tolerance: int = 2
     mixtures: bool = True
@@ -55,7 +55,7 @@ class DemoConfig(DictConfig):
     @classmethod
     def quick(cls, seed: int = 0) -> "DemoConfig":
         """The reduced mode used by the test suite: the same pipeline on fewer problems and variants."""
-        return cls(seed=seed, n_variants=4, n_problems=10, samples=4, mixtures=False, selection_grid=(3, 6, 10), se_seeds=3)
+        return cls(seed=seed, n_variants=3, n_problems=6, samples=2, mixtures=False, selection_grid=(3, 6), se_seeds=3)
 
     def lambdas(self) -> list[float]:
         return [round(i / (self.n_variants - 1), 6) for i in range(self.n_variants)]
@@ -78,11 +78,13 @@ class VariantResult:
     accuracy: float
     nex_score: float
     mean_e_segments: float
-    thinking_share: float
+    thinking_share: float  # share of worked solutions (responses that start a search with "goal")
     mean_tokens: float
     n_responses: int
     n_segmented: int
     seconds: float
+    mean_opens: float = 0.0
+    step_kinds: dict = field(default_factory=dict)
     gmf: list[float] = field(default_factory=list)
     e_segments: list[int] = field(default_factory=list)
     correct: list[bool] = field(default_factory=list)

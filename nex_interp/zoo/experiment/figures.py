@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..task import label_tokens
+from ..traces import label_tokens
 from .config import DemoConfig, VariantResult
 from .variant import variant_cache, variant_responses
 

@@ -14,20 +14,41 @@ from ...atomic import write_text
 from ...errors import ConfigError
 from ...provenance import dumps, record, write_sidecar
 from .. import MIXTURE_FAMILY
+from ..plan import MERGE_ENDPOINTS
 from ...stats import quadratic_fit
 from .analysis import family_phase_agreement, high_entropy_rows, row_entropies, selection_outputs
 from .config import DemoConfig, VariantResult
 from .figures import demo_figures
+from .preconditions import diagnostics, preconditions
 from .variant import demo_problems, run_variant, variant_dir
 
 
 def variant_jobs(cfg: DemoConfig) -> list[tuple[str, str, float | None]]:
     """``(name, family, lambda)`` of every variant a run holds: the SLERP merges, then (with
-    ``cfg.mixtures``) the inner members of the data-mixture family (its endpoints are the merges')."""
+    ``cfg.mixtures``) the members of the data-mixture family that are not a merge endpoint (the
+    family's ``over_mid`` is the merge family's ``thinking``, lambda 1)."""
     jobs: list[tuple[str, str, float | None]] = [(f"slerp{lam:.2f}", "slerp", lam) for lam in cfg.lambdas()]
     if cfg.mixtures:
-        jobs += [(name, "mixture", None) for name, share in MIXTURE_FAMILY.items() if 0.0 < share < 1.0]
+        jobs += [(name, "mixture", None) for name in MIXTURE_FAMILY if name not in MERGE_ENDPOINTS]
     return jobs
+
+
+#: a variant "writes worked solutions" when at least this share of its responses are searches
+WORKED_VARIANT_SHARE = 0.5
+
+
+def within_family(merge: list[VariantResult]) -> dict:
+    """NEX against accuracy among the merge variants that write worked solutions (a brief answer
+    credits no neuron, so the family-wide correlation can come from brief answers alone)."""
+    from ...selection.ranking import rank_metric
+
+    worked = [r for r in merge if r.thinking_share >= WORKED_VARIANT_SHARE and math.isfinite(r.nex_score)]
+    out = {"min_worked_share": WORKED_VARIANT_SHARE, "variants": [r.name for r in worked],
+           "pearson_r": None, "spearman_rho": None, "regret_at_1": None}
+    if len(worked) >= 3:
+        rank = rank_metric("nex", {r.name: r.nex_score for r in worked}, {r.name: r.accuracy for r in worked}, higher_is_better=True)
+        out.update(pearson_r=rank.pearson_r, spearman_rho=rank.spearman_rho, regret_at_1=rank.regret_at_1)
+    return out
 
 
 def print_summary_table(merge: list[VariantResult], mixture: list[VariantResult], hi_rows: dict[str, float], summary: dict) -> None:
@@ -37,7 +58,7 @@ def print_summary_table(merge: list[VariantResult], mixture: list[VariantResult]
     for r in merge:
         lines.append(f"{r.name:<12}{r.lam:>7.2f}{r.accuracy:>7.3f}{r.nex_score:>8.3f}{r.mean_e_segments:>7.2f}{hi_rows.get(r.name, float('nan')):>8.2f}{r.thinking_share:>7.2f}{r.mean_tokens:>8.1f}")
     if mixture:
-        lines += ["", "Data-mixture family (share of worked solutions)", head]
+        lines += ["", "Data-mixture family (under -> over: position on the exploration axis)", head]
         for r in mixture:
             lines.append(f"{r.name:<12}{r.lam:>7.2f}{r.accuracy:>7.3f}{r.nex_score:>8.3f}{r.mean_e_segments:>7.2f}{hi_rows.get(r.name, float('nan')):>8.2f}{r.thinking_share:>7.2f}{r.mean_tokens:>8.1f}")
     c, u, p = summary["correlation"], summary["inverted_u"], summary["phase_agreement"]
@@ -45,8 +66,12 @@ def print_summary_table(merge: list[VariantResult], mixture: list[VariantResult]
     def f(v):
         return "n/a" if v is None else f"{v:.3f}"
 
+    w, pre = summary["within_family"], summary["preconditions"]
     lines += [
         "",
+        "preconditions (worked solutions of the merge family): " + ", ".join(
+            f"{k} {pre.get(k)} ({'met' if ok else 'NOT met'})" for k, ok in pre.get("met", {}).items()),
+        f"NEX vs accuracy among the {len(w['variants'])} variants that write worked solutions: Pearson r = {f(w['pearson_r'])}",
         f"NEX vs accuracy over {len(merge)} variants: Pearson r = {f(c['pearson_r'])}, Spearman rho = {f(c['spearman_rho'])}, Regret@1 = {f(c['regret_at_1'])}  (paper: r = 0.886 over 19 Qwen3-4B variants)",
         f"inverted U (quadratic fit of accuracy): entropy proxy R^2 = {f(u['high_entropy_rows']['r2'])}, optimum {f(u['high_entropy_rows']['optimum'])}; "
         f"E segments R^2 = {f(u['mean_e_segments']['r2'])}, optimum {f(u['mean_e_segments']['optimum'])}  (paper: R^2 = 0.90)",
@@ -88,18 +113,18 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: bool = Tr
         bar.set_postfix_str(name)
         results[name] = run_variant(out, name, family, lam, problems, cfg)
     merge = [results[n] for n, fam, _ in jobs if fam == "slerp"]
-    endpoints = {0.0: merge[0], 1.0: merge[-1]}
+    endpoints = dict(zip(MERGE_ENDPOINTS, (merge[0], merge[-1])))
     mixture = []
     if cfg.mixtures:
-        for name, share in MIXTURE_FAMILY.items():
-            r = endpoints.get(share) or results[name]
-            mixture.append(dataclasses.replace(r, name=name, family="mixture", lam=share))
+        for name, position in MIXTURE_FAMILY.items():
+            r = endpoints.get(name) or results[name]
+            mixture.append(dataclasses.replace(r, name=name, family="mixture", lam=position))
 
     # entropy exploration proxy: one threshold for the whole merge family
     ents = {r.name: row_entropies(variant_dir(out, r.name) / "cache") for r in merge + [results[m.name] for m in mixture if m.name in results]}
     hi, threshold = high_entropy_rows(ents, [r.name for r in merge], cfg.high_entropy_quantile)
     for m in mixture:
-        src = endpoints.get(m.lam)
+        src = endpoints.get(m.name)
         hi[m.name] = hi[src.name] if src is not None else hi[m.name]
 
     accuracy = {r.name: r.accuracy for r in merge}
@@ -118,11 +143,21 @@ def run_demo(out: str | Path, cfg: DemoConfig | None = None, progress: bool = Tr
         },
         "phase_agreement": family_phase_agreement(out, merge, cfg),
         "mixture_family": [
-            {"name": r.name, "thinking_fraction": r.lam, "accuracy": r.accuracy, "nex_score": r.nex_score,
-             "mean_e_segments": r.mean_e_segments, "high_entropy_rows": hi[r.name]}
+            {"name": r.name, "thinking_fraction": r.lam, "exploration_position": r.lam, "accuracy": r.accuracy,
+             "nex_score": r.nex_score, "mean_e_segments": r.mean_e_segments, "high_entropy_rows": hi[r.name],
+             "worked_share": r.thinking_share, "mean_opens": r.mean_opens, "mean_tokens": r.mean_tokens}
             for r in mixture
         ],
+        "within_family": within_family(merge),
+        "preconditions": preconditions(out, merge, cfg),
+        "diagnostics": diagnostics(out, merge + [results[m.name] for m in mixture if m.name in results and m.name not in endpoints]),
     }
+    if len(mixture) >= 3:
+        summary["inverted_u_mixture"] = {
+            "high_entropy_rows": quadratic_fit([hi[r.name] for r in mixture], [r.accuracy for r in mixture]).to_dict(),
+            "mean_e_segments": quadratic_fit([r.mean_e_segments for r in mixture], [r.accuracy for r in mixture]).to_dict(),
+            "mean_opens": quadratic_fit([r.mean_opens for r in mixture], [r.accuracy for r in mixture]).to_dict(),
+        }
     summary = _clean(summary)
 
     from ...table import neuron_table, write_table

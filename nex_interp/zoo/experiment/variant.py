@@ -19,12 +19,13 @@ from ...atomic import atomic_path, write_text
 from ...cache.arrays import CacheArrays
 from .. import MIXTURE_FAMILY, zoo_model_dir
 from ..task import Problem, generate_problems, is_correct
+from ..traces import WORKED_START
 from .config import DemoConfig, VariantResult
 
 
 def demo_problems(cfg: DemoConfig) -> list[Problem]:
     """The unlabeled problems every variant answers (the same for every variant of a run)."""
-    return generate_problems(cfg.n_problems, seed=100_000 + cfg.seed, levels=cfg.levels, prefix="demo")
+    return generate_problems(cfg.n_problems, seed=100_000 + cfg.seed, prefix="demo")
 
 
 def variant_dir(out: str | Path, name: str) -> Path:
@@ -108,11 +109,35 @@ def evaluate(problems: list[Problem], responses: list[dict]) -> list[bool]:
     return [is_correct(by_id[r["problem_id"]], r["response"]) for r in responses]
 
 
+def step_kinds(problems: list[Problem], responses: list[dict]) -> dict[str, int]:
+    """What the variant's searches did, summed over its responses (:mod:`nex_interp.zoo.audit`):
+    boxes opened (``opens``; ``revisits`` of them re-open a box already opened), ``holds`` (a box
+    kept while searching on), ``out_of_budget`` stops, ``brief`` answers, and the steps that agree
+    with the problem (``opens_ok``, ``checks``, ``checks_ok``)."""
+    from ..audit import audit_response
+
+    by_id = {p.id: p for p in problems}
+    kinds = dict.fromkeys(("opens", "revisits", "holds", "out_of_budget", "brief", "opens_ok", "checks", "checks_ok"), 0)
+    for r in responses:
+        words = r["response"].split()
+        a = audit_response(by_id[r["problem_id"]], words)
+        kinds["opens"] += a.opens
+        kinds["revisits"] += a.revisits
+        kinds["opens_ok"] += a.opens_ok
+        kinds["checks"] += a.checks
+        kinds["checks_ok"] += a.checks_ok
+        kinds["holds"] += words.count("hold")
+        kinds["out_of_budget"] += "stop" in words
+        kinds["brief"] += words[:1] != [WORKED_START]
+    return kinds
+
+
 def run_variant(out: Path, name: str, family: str, lam: float | None, problems: list[Problem], cfg: DemoConfig) -> VariantResult:
     """Run (or resume) one variant; the result is saved to ``OUT/variants/<name>/result.json``.
 
     ``lam``: the SLERP factor (instruct 0 -> thinking 1) of a merge variant; None for a shipped
-    zoo model ``name`` (its ``lam`` is then its share of worked solutions in the mixture family)."""
+    zoo model ``name`` (its ``lam`` is then its position on the data-mixture family's exploration
+    axis, :data:`nex_interp.zoo.MIXTURE_FAMILY`)."""
     from ...models.loader import load_model
     from ...weights_io import save_weights
 
@@ -139,11 +164,13 @@ def run_variant(out: Path, name: str, family: str, lam: float | None, problems: 
         accuracy=float(np.mean(correct)),
         nex_score=float(np.nanmean(gmf)) if np.isfinite(gmf).any() else float("nan"),
         mean_e_segments=float(np.mean(segs)),
-        thinking_share=float(np.mean([t.split()[:1] == ["try"] for t in texts])),
+        thinking_share=float(np.mean([t.split()[:1] == [WORKED_START] for t in texts])),
         mean_tokens=float(np.mean([len(t.split()) for t in texts])),
         n_responses=len(responses),
         n_segmented=int(sum(s > 0 for s in segs)),
         seconds=round(time.perf_counter() - t0, 2),
+        mean_opens=float(np.mean([t.split().count("open") for t in texts])),
+        step_kinds=step_kinds(problems, responses),
         gmf=[None if not math.isfinite(g) else float(g) for g in gmf],  # type: ignore[misc]
         e_segments=segs,
         correct=correct,

@@ -16,7 +16,7 @@ For responses with per-token E/X labels (reference traces, or a model's samples 
   ``e_token_share``, the share of tokens that are E (novelty lands on E when the first exceeds
   the second).
 
-Run ``python -m nex_interp.zoo.search.stats`` to print them for each style's reference traces
+Run ``python -m nex_interp.zoo.stats`` to print them for each style's reference traces
 (``--models``: for each planned zoo model's training mixture, :mod:`.plan`).
 """
 

@@ -38,10 +38,12 @@ import random
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
-from ...errors import ConfigError
+from ..errors import ConfigError
 from .task import EOS, NONE, Problem, TaskShape, DEFAULT_SHAPE, box_label, make_problem
 
 STYLES = ("brief", "hasty", "systematic", "wander")
+#: the first token of every worked solution (a brief answer starts with ``ans``)
+WORKED_START = "goal"
 #: query items the hasty style checks before it takes a box
 HASTY_CHECKS = 2
 #: wander: chance of re-opening an already dropped box after each drop
