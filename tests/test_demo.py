@@ -52,6 +52,19 @@ def test_quick_demo_writes_the_summary(quick_demo, capsys):
     assert first["thinking_share"] <= 0.2 and last["thinking_share"] >= 0.8
     assert last["mean_e_segments"] > first["mean_e_segments"]
     assert (out / "summary.json.provenance.json").exists()
+    # the regime the numbers need, measured on the run's own worked solutions
+    pre = summary["preconditions"]
+    assert {"median_response_tokens", "row_tokens", "median_rows", "mean_generator_e_spans",
+            "e_span_rows_ge2_share", "late_novelty_share", "met"} <= set(pre)
+    assert pre["row_tokens"] == cfg.row_tokens == 8 and pre["n_worked_responses"] > 0
+    assert pre["median_rows"] >= pre["median_response_tokens"] / 8
+    assert 0.0 <= pre["late_novelty_share"] <= 1.0
+    assert {"pearson_r", "variants"} <= set(summary["within_family"])
+    diag = summary["diagnostics"]
+    assert set(diag) == {v["name"] for v in summary["variants"]}
+    worked = diag[summary["variants"][-1]["name"]]
+    assert worked["step_kinds"]["opens"] > 0 and sum(worked["cycle_kinds"].values()) > 0
+    assert set(worked["weights_per_layer"]) <= {"0", "1", "2", "3"}
 
 
 def test_quick_demo_writes_plots_tables_and_selection(quick_demo):

@@ -47,6 +47,15 @@ def test_tiny_zoo_trains_deterministically_and_resumes(tmp_path):
     # the same config gives the same weights
     m2 = train_zoo(tmp_path / "b", TINY, progress=False, log=lambda _: None)
     assert m2["models"]["instruct"]["sha256"] == m1["models"]["instruct"]["sha256"]
+    # a changed fine-tune is retrained alone; its base is kept
+    import dataclasses
+
+    longer = dataclasses.replace(TINY, stages=(TINY.stages[0], dataclasses.replace(TINY.stages[1], steps=3)))
+    logs.clear()
+    m3 = train_zoo(tmp_path / "a", longer, progress=False, log=logs.append)
+    assert [line.split()[2] for line in logs if "already trained" in line] == ["base"]
+    assert m3["models"]["instruct"]["sha256"] != m1["models"]["instruct"]["sha256"]
+    assert m3["models"]["instruct"]["init_sha256"] == m1["models"]["base"]["sha256"]
     # a tampered file is detected
     (tmp_path / "a" / "base" / "model.safetensors").write_bytes(b"x")
     assert verify_zoo(tmp_path / "a") == ["base"]

@@ -11,8 +11,9 @@ packed by length, so a mean would give the two tokens of a brief answer in an al
 hundred times the weight of a worked solution's tokens.
 
 Every stage is seeded, and the torch thread count is part of the config: the same config on the
-same machine gives the same weights. A finished stage is kept (its sha256 checked), so a rerun
-resumes at the first unfinished stage. Each model is saved as a Hugging Face directory (Qwen3
+same machine gives the same weights. A finished stage is kept when its own settings, the shared
+settings and the model it started from are unchanged (its sha256 checked), so a rerun resumes at
+the first unfinished stage, and changing one fine-tune retrains that fine-tune only. Each model is saved as a Hugging Face directory (Qwen3
 config, safetensors, the word-level tokenizer) and listed in ``zoo.json`` with its sha256,
 training time, final loss and a greedy evaluation with the step audit (:mod:`.audit`).
 """
@@ -120,7 +121,7 @@ def default_config(scale: float = 1.0) -> ZooTrainConfig:
     fine = [n for n in MODELS if n != "base"]
     return ZooTrainConfig(
         stages=(Stage("base", None, mix("base"), steps(3000), 3e-3, 1, CURRICULUM),
-                *(Stage(n, "base", mix(n), steps(300), 1e-3, 2 + i) for i, n in enumerate(fine))),
+                *(Stage(n, "base", mix(n), steps(150), 1e-3, 2 + i) for i, n in enumerate(fine))),
         ship=tuple(fine),
     )
 
@@ -305,11 +306,13 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    if manifest.get("config") not in (None, cfg.to_dict()):
-        log(f"zoo train: {manifest_path} was trained with another config; starting over")
+    shared = _shared(cfg.to_dict())
+    if manifest.get("config") is not None and _shared(manifest["config"]) != shared:
+        log(f"zoo train: {manifest_path} was trained with other shared settings; starting over")
         manifest = {}
     manifest["config"] = cfg.to_dict()
     models = manifest.setdefault("models", {})
+    stage_dicts = {s["name"]: s for s in cfg.to_dict()["stages"]}
     eval_set = generate_problems(cfg.eval_problems, cfg.eval_seed, prefix="eval")
     names = [s.name for s in cfg.stages]
     for stage in cfg.stages:
@@ -319,7 +322,8 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
             raise ConfigError(f"zoo stage {stage.name!r} starts from {stage.init!r}, which is not an earlier stage")
         target = out / stage.name
         done = models.get(stage.name)
-        if done and (target / "model.safetensors").exists() and sha256_file(target / "model.safetensors") == done["sha256"]:
+        if (done and done.get("stage") == stage_dicts[stage.name] and _kept(out, stage, models)
+                and (target / "model.safetensors").exists() and sha256_file(target / "model.safetensors") == done["sha256"]):
             log(f"zoo train: {stage.name} already trained, kept")
             continue
         if stage.init is not None and not (out / stage.init / "model.safetensors").exists():
@@ -336,6 +340,8 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
         te = time.perf_counter()
         ev = greedy_eval(model, eval_set, cfg.max_new_tokens)
         models[stage.name] = {
+            "stage": stage_dicts[stage.name],
+            "init_sha256": models[stage.init]["sha256"] if stage.init else None,
             "sha256": sha256_file(target / "model.safetensors"),
             "mixture": dict(stage.mixture),
             "final_loss": round(loss, 4),
@@ -349,6 +355,18 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
         manifest["total_seconds"] = round(sum(m["train_seconds"] + m.get("eval_seconds", 0) for m in models.values()), 1)
         write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _shared(config: dict) -> dict:
+    """The settings every stage depends on (everything but the stage list and what is shipped)."""
+    return {k: v for k, v in config.items() if k not in ("stages", "ship")}
+
+
+def _kept(out: Path, stage: Stage, models: dict) -> bool:
+    """Whether a finished stage still stands on the model it was trained from."""
+    if stage.init is None:
+        return True
+    return models.get(stage.name, {}).get("init_sha256") == models.get(stage.init, {}).get("sha256")
 
 
 def verify_zoo(directory: Path) -> list[str]:
