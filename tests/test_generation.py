@@ -53,6 +53,28 @@ def test_seeded_and_greedy_determinism(pico):
     assert g[0]["response"] == g[1]["response"]
 
 
+def test_batched_problems_draw_each_row_from_its_own_generator(pico):
+    """batch_problems groups problems in one generate call; a row's tokens depend on its seed,
+    problem and sample, not on its batch (equal-length prompts: no padding enters)."""
+    same_len = [{"id": f"p{i}", "prompt": f"what is {i} + 4 ?"} for i in range(5)]
+    kw = dict(samples=2, max_new_tokens=10, seed=5, top_p=0.9)
+    a = generate_responses(pico, same_len, batch_problems=4, **kw)
+    b = generate_responses(pico, same_len, batch_problems=2, **kw)
+    alone = generate_responses(pico, same_len[3:4], batch_problems=3, **kw)
+    assert [(r["problem_id"], r["sample"]) for r in a] == [(f"p{i}", s) for i in range(5) for s in range(2)]
+    assert [r["response"] for r in a] == [r["response"] for r in b]
+    assert [r["response"] for r in alone] == [r["response"] for r in a[6:8]]
+    assert a[0]["response"] != a[1]["response"] or a[2]["response"] != a[3]["response"]  # samples differ
+    other = generate_responses(pico, same_len, batch_problems=4, **{**kw, "seed": 6})
+    assert [r["response"] for r in other] != [r["response"] for r in a]
+    # greedy: the same text as the per-problem path; padded prompts of other lengths work too
+    g1 = generate_responses(pico, PROMPTS, samples=1, max_new_tokens=8, temperature=0)
+    g2 = generate_responses(pico, PROMPTS, samples=1, max_new_tokens=8, temperature=0, batch_problems=2)
+    assert [r["response"] for r in g1] == [r["response"] for r in g2]
+    with pytest.raises(ConfigError, match="batch-problems"):
+        GenerationConfig(batch_problems=0)
+
+
 def test_response_tokens_continue_the_prompt(pico):
     """The decoded response re-encodes to the generated tokens (the capture will see the same text)."""
     rows = generate_responses(pico, PROMPTS[:1], samples=1, max_new_tokens=15, temperature=0)

@@ -39,6 +39,8 @@ def register(sub) -> None:
     g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help=f"response length cap (default {d.max_new_tokens})")
     g.add_argument("--seed", type=int, default=d.seed, help=f"random seed; each problem's RNG derives from it (default {d.seed})")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"sequences per generate call (default {d.batch_size})")
+    g.add_argument("--batch-problems", type=int, default=d.batch_problems,
+                   help="problems per generate call, each row sampled from its own seeded generator (default 1: one problem per call)")
     g.add_argument("--chat-template", action="store_true", help="wrap each prompt as a user message of the tokenizer's chat template")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
@@ -90,6 +92,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = GenerationConfig(
         samples=args.samples, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
         seed=args.seed, batch_size=args.batch_size, chat_template=args.chat_template,
+        batch_problems=args.batch_problems,
     )
     prompts = read_jsonl(args.prompts, "prompts file", line_numbers=True)
     model = load_model(args.model, device=args.device or "cpu", dtype=args.dtype, boot_bridge=False)  # plain HF decoding

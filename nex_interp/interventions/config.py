@@ -67,6 +67,7 @@ class WeightsConfig(Section):
     temperature: float = option(0.8, kind="float", minimum=0.0, help="sampling temperature")
     max_new_tokens: int = option(160, kind="int", minimum=1, help="longest sampled response, in tokens")
     seed: int = option(7, kind="int", minimum=0, help="seed of the problems and the sampling")
+    batch_problems: int = option(1, kind="int", minimum=1, help="problems sampled in one generate call (nex_interp.generation)")
     row_tokens: int = option(4, kind="int", minimum=1, help="response tokens per cache row")
     rule: str = option("abs:0.5", kind="str", help="capture activation rule")
     rho: float = option(_NEX.rho, kind="float", minimum=0.0, help="NEX HMM stickiness (0 < rho < 1)")

@@ -56,7 +56,8 @@ def capture_and_learn(cfg: TransferConfig, wdir: Path, loader: Callable[..., Any
         problems = task.problems(w.problems, w.seed)
         prompts = [{"id": f"{WEIGHTS_PREFIX}{p.id}", "prompt": p.prompt} for p in problems]  # no answers: label-free
         responses = generate_responses(model, prompts, samples=w.samples, temperature=w.temperature,
-                                       max_new_tokens=w.max_new_tokens, seed=w.seed, progress=show_progress)
+                                       max_new_tokens=w.max_new_tokens, seed=w.seed, progress=show_progress,
+                                       batch_problems=w.batch_problems)
         with atomic_path(responses_path) as tmp:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in responses))
     cache = wdir / "cache"

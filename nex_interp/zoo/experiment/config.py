@@ -22,6 +22,8 @@ class DemoConfig(DictConfig):
     rule:               the capture's activation rule, chosen from the novelty precondition on the
                         base model's reference traces before any NEX run (docs/zoo.md).
     attention:          the capture pass's attention (``nex capture``'s default, "sdpa").
+    batch_size:         rows per generate call (``batch_size // samples`` problems, each row sampled
+                        from its own seeded generator: :mod:`nex_interp.generation`) and per capture batch.
     high_entropy_quantile: a row is high-entropy when its mean next-token entropy exceeds this
                         quantile of all rows of all merge variants (one threshold for the family).
     boundary_tolerance: tokens within which an HMM phase boundary matches a generator boundary.
