@@ -239,7 +239,7 @@ def train_stage(stage: Stage, cfg: ZooTrainConfig, init_dir: Path | None, progre
     return model, float(ema if ema is not None else float("nan"))
 
 
-def greedy_eval(model, problems: list[Problem], max_new_tokens: int = 560, batch_size: int = 50) -> dict:
+def greedy_eval(model, problems: list[Problem], max_new_tokens: int = 560, batch_size: int = 200) -> dict:
     """Greedy decoding on ``problems``: accuracy, share of worked solutions, opens, median
     tokens, and the step audit (share of opens, checks and verdicts that agree with the problem,
     and of listed items copied right)."""
@@ -357,9 +357,12 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
     return manifest
 
 
+#: the settings every stage's weights depend on (the rest only say what is evaluated or shipped)
+SHARED = ("shape", "batch_tokens", "loss_tokens", "warmup_steps", "weight_decay", "threads", "save_dtype")
+
+
 def _shared(config: dict) -> dict:
-    """The settings every stage depends on (everything but the stage list and what is shipped)."""
-    return {k: v for k, v in config.items() if k not in ("stages", "ship")}
+    return {k: config.get(k) for k in SHARED}
 
 
 def _kept(out: Path, stage: Stage, models: dict) -> bool:
