@@ -328,10 +328,10 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
             continue
         if stage.init is not None and not (out / stage.init / "model.safetensors").exists():
             raise ConfigError(f"zoo stage {stage.name!r} needs {stage.init!r} trained first under {out}")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         watch = (lambda step, m, _n=stage.name: monitor(_n, step, m)) if monitor else None
         model, loss = train_stage(stage, cfg, out / stage.init if stage.init else None, progress, watch)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         _save(model, target, cfg.save_dtype)
         if cfg.save_dtype != "float32":
             from transformers import AutoModelForCausalLM
@@ -346,6 +346,7 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
             "mixture": dict(stage.mixture),
             "final_loss": round(loss, 4),
             "train_seconds": round(seconds, 1),
+            "train_cpu_seconds": round(cpu_seconds, 1),
             "eval_seconds": round(time.perf_counter() - te, 1),
             "greedy_eval": ev,
         }
