@@ -163,7 +163,8 @@ class ShardWorker:
         writer_mod.CacheWriter.add_response = add_then_die
 
 
-def _init_ray(ray, options: RayOptions) -> None:
+def init_ray(ray, options: RayOptions) -> None:
+    """Start (``options.address`` None) or join the Ray cluster, unless this process already did."""
     if ray.is_initialized():
         return
     address = options.address  # None: a local cluster (or $RAY_ADDRESS, Ray's own convention); "auto"; an address
@@ -211,7 +212,7 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
     specs = shard_specs(len(responses), options.shard_size)
     ray = require_ray()
     t0 = time.perf_counter()
-    _init_ray(ray, options)
+    init_ray(ray, options)
     gpus = options.gpus_per_worker
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
@@ -268,4 +269,4 @@ def _first_line(e: BaseException) -> str:
     return text[-1] if text else type(e).__name__
 
 
-__all__ = ["RayOptions", "ShardedReport", "ShardWorker", "capture_sharded", "require_ray", "DEFAULT_SHARD_SIZE"]
+__all__ = ["RayOptions", "ShardedReport", "ShardWorker", "capture_sharded", "require_ray", "init_ray", "DEFAULT_SHARD_SIZE"]
