@@ -104,6 +104,17 @@ def _settings(model: str, device: str, dtype: str, config: GenerationConfig, sha
             "prompts_sha256": digest}
 
 
+def _join_shards(root: Path, specs: list, out: Path) -> None:
+    """The shards' rows, in prompt order, written to ``out`` (temporary file, then rename)."""
+    from .atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            for s in specs:
+                with open(_shard_file(root, s.name), "rb") as src:
+                    shutil.copyfileobj(src, f)
+
+
 def generate_sharded(model: str, prompts: list[dict], out: str | os.PathLike, config: GenerationConfig, options,
                      device: str | None = None, dtype: str = "float32", progress: bool = True) -> ShardedGenerationReport:
     """Generate ``config.samples`` responses to every prompt with ``model`` (a spec for
@@ -116,7 +127,6 @@ def generate_sharded(model: str, prompts: list[dict], out: str | os.PathLike, co
     """
     from tqdm.auto import tqdm
 
-    from .atomic import atomic_path
     from .atomic import write_text
     from .capture.distributed import init_ray, require_ray
     from .cache.sharded import shard_specs
@@ -193,11 +203,7 @@ def generate_sharded(model: str, prompts: list[dict], out: str | os.PathLike, co
             bar.close()
             for w in workers:
                 ray.kill(w)
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as f:
-            for s in specs:
-                with open(_shard_file(root, s.name), "rb") as src:
-                    shutil.copyfileobj(src, f)
+    _join_shards(root, specs, out)
     report.n_responses = len(rows) * config.samples
     report.seconds = time.perf_counter() - t0
     write_sidecar(out, record("generate --ray", config={**config.to_dict(), "shard_size": options.shard_size},
