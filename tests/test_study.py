@@ -275,3 +275,18 @@ def test_study_on_ray_equals_the_one_process_study(cluster, study, tmp_path):
     again = json.loads((out / "summary.json").read_text())
     assert [m["accuracy"] for m in again["models"]] == [m["accuracy"] for m in summary["models"]]
     assert [m["nex_score"] for m in again["models"]] == [m["nex_score"] for m in summary["models"]]
+
+
+def test_nex_study_and_generate_without_ray_never_import_it(study, tmp_path):
+    import subprocess
+    import sys
+
+    cfg, base, _ = study
+    out = tmp_path / "out"
+    shutil.copytree(base, out)
+    code = ("import sys; from nex_interp.cli import main; "
+            f"rc = main(['study', '--config', {str(cfg)!r}, '-o', {str(out)!r}, '--no-progress']); "
+            "assert rc == 0, rc; assert 'ray' not in sys.modules, 'nex study imported ray'")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
