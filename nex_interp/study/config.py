@@ -1,7 +1,8 @@
 """The study's configuration: a TOML file read into typed dataclasses.
 
-Top level: ``name`` (default: the file's stem), ``models`` (a list), ``device`` and ``dtype``; then the
-tables ``[prompts]``, ``[generation]``, ``[capture]`` and ``[compute]``. A ``models`` item is
+Top level: ``name`` (default: the file's stem), ``models`` (a list), ``device``, ``dtype`` and
+``keep_merged`` (default true; false removes a merge variant's checkpoint once its cache is written,
+about 8 GB a variant for a 4B model in bfloat16); then the tables ``[prompts]``, ``[generation]``, ``[capture]`` and ``[compute]``. A ``models`` item is
 
 * a string: a model spec (``zoo:NAME``, a Hugging Face directory, a hub name, a ``.gguf``); its
   name is the zoo name or the path's last part;
@@ -143,7 +144,7 @@ class ModelEntry:
 
 
 SECTIONS: tuple[type[Section], ...] = (PromptsConfig, GenerationSection, CaptureSection, ComputeSection)
-TOP_LEVEL = ("name", "models", "device", "dtype", *(c.SECTION for c in SECTIONS))
+TOP_LEVEL = ("name", "models", "device", "dtype", "keep_merged", *(c.SECTION for c in SECTIONS))
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,12 @@ class StudyConfig:
     compute: ComputeSection
     device: str = "cpu"
     dtype: str = "float32"
+    keep_merged: bool = True
     base_dir: str = "."
 
     def to_dict(self) -> dict:
-        out: dict = {"name": self.name, "models": [m.to_dict() for m in self.models], "device": self.device, "dtype": self.dtype}
+        out: dict = {"name": self.name, "models": [m.to_dict() for m in self.models], "device": self.device, "dtype": self.dtype,
+                     "keep_merged": self.keep_merged}
         for cls in SECTIONS:
             out[cls.SECTION] = getattr(self, cls.SECTION).to_dict()
         return out
@@ -270,8 +273,12 @@ def parse_study(doc: dict, base_dir: str | Path = ".", name: str = "study") -> S
     dtype = doc.get("dtype", "float32")
     if dtype not in DTYPES:
         raise ConfigError(f"config field dtype: unknown value {dtype!r}; use one of {', '.join(DTYPES)}")
+    keep = doc.get("keep_merged", True)
+    if not isinstance(keep, bool):
+        raise ConfigError(f"config field keep_merged must be true or false, got {keep!r}")
     parts = {cls.SECTION: cls.from_dict(doc.get(cls.SECTION, {})) for cls in SECTIONS}
-    cfg = StudyConfig(study_name, _model_entries(doc["models"]), device=device, dtype=dtype, base_dir=str(base_dir), **parts)
+    cfg = StudyConfig(study_name, _model_entries(doc["models"]), device=device, dtype=dtype, keep_merged=keep,
+                      base_dir=str(base_dir), **parts)
     _check(cfg)
     return cfg
 

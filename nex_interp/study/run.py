@@ -22,7 +22,7 @@ from ..atomic import atomic_path, write_text
 from ..errors import ConfigError
 from ..provenance import record, write_sidecar
 from .config import StudyConfig
-from .models import prepare_model
+from .models import drop_merged, ensure_model, model_identity
 from .stages import StageBook, DriverLock, digest, stage_key
 
 STUDY_NAME = "study.json"
@@ -101,15 +101,20 @@ class _Study:
         mdir = self.out / "models" / entry.name
         mdir.mkdir(parents=True, exist_ok=True)
         book = StageBook(mdir)
-        spec, identity = prepare_model(cfg, entry, mdir, book, self.progress)
-        identity = {**identity, "device": cfg.device, "dtype": cfg.dtype}
+        identity = {**model_identity(cfg, entry), "device": cfg.device, "dtype": cfg.dtype}
         loaded: dict = {}
+
+        def spec() -> str:
+            """The model's spec (a merge variant is built on first use)."""
+            if "spec" not in loaded:
+                loaded["spec"] = ensure_model(cfg, entry, mdir, book, self.progress)
+            return loaded["spec"]
 
         def model():
             if "m" not in loaded:
                 from ..models.loader import load_model
 
-                loaded["m"] = load_model(spec, device=cfg.device, dtype=cfg.dtype, boot_bridge=False)
+                loaded["m"] = load_model(spec(), device=cfg.device, dtype=cfg.dtype, boot_bridge=False)
             return loaded["m"]
 
         # responses
@@ -141,6 +146,8 @@ class _Study:
             self.capture(spec, model, mdir, book, key)
             book.record("cache", key, [CACHE_NAME])
         loaded.clear()  # the model is not needed past capture
+        if not cfg.keep_merged:
+            drop_merged(entry, mdir)
 
         result = {"name": entry.name, "model": identity}
         k = cfg.compute
@@ -150,7 +157,7 @@ class _Study:
             result["best_of_n"] = self.best_of_n(mdir, book)
         return result
 
-    def responses(self, entry, spec: str, model, prompt_rows: list[dict], mdir: Path) -> list[dict]:
+    def responses(self, entry, spec, model, prompt_rows: list[dict], mdir: Path) -> list[dict]:
         """The model's responses: read from its responses file, or generated (resuming)."""
         cfg = self.cfg
         if entry.responses is not None:
@@ -160,7 +167,7 @@ class _Study:
         if self.ray is not None:
             from ..generation_sharded import generate_sharded
 
-            generate_sharded(spec, prompt_rows, partial, gen_cfg, replace(self.ray, shard_size=cfg.generation.shard_size),
+            generate_sharded(spec(), prompt_rows, partial, gen_cfg, replace(self.ray, shard_size=cfg.generation.shard_size),
                              device=cfg.device if cfg.device != "cpu" else None, dtype=cfg.dtype, progress=self.progress)
         else:
             from ..generation import generate_to_file
@@ -168,7 +175,7 @@ class _Study:
             generate_to_file(model(), prompt_rows, partial, gen_cfg, progress=self.progress)
         return _read_rows(partial, f"generated responses of model {entry.name}")
 
-    def capture(self, spec: str, model, mdir: Path, book: StageBook, key: str) -> None:
+    def capture(self, spec, model, mdir: Path, book: StageBook, key: str) -> None:
         """Capture (or finish capturing) the model's responses into ``mdir/cache``."""
         cfg = self.cfg
         cache = mdir / CACHE_NAME
@@ -184,7 +191,7 @@ class _Study:
             if cfg.capture.layers.strip().lower() != "all":
                 n_layers = model().n_layers
             config = cfg.capture.capture_config(n_layers, progress=self.progress)
-            capture_sharded(spec, rows, cache, config, replace(self.ray, shard_size=cfg.capture.shard_size),
+            capture_sharded(spec(), rows, cache, config, replace(self.ray, shard_size=cfg.capture.shard_size),
                             device=cfg.device if cfg.device != "cpu" else None, dtype=cfg.dtype)
         else:
             from ..capture.engine import write_cache
