@@ -292,3 +292,17 @@ def test_nex_study_and_generate_without_ray_never_import_it(study, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_the_shipped_study_configs_parse(tmp_path):
+    import tomllib
+
+    experiments = Path(__file__).resolve().parents[1] / "interventions" / "experiments"
+    zoo = read_study(experiments / "study_zoo.toml")
+    assert zoo.prompts.task == "zoo" and len(zoo.models) >= 3 and all(m.merge is not None for m in zoo.models)
+    assert {m.merge.base for m in zoo.models} == {"zoo:instruct"} and {m.merge.other for m in zoo.models} == {"zoo:thinking"}
+    # the Qwen3-4B sweep names a prompts file the user supplies: parse it beside a stand-in
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "math500.jsonl").write_text('{"id": "p0", "prompt": "1+1?", "reference_answer": "2"}\n')
+    qwen = parse_study(tomllib.loads((experiments / "study_qwen3_4b.toml").read_text()), tmp_path)
+    assert len(qwen.models) == 19 and qwen.generation.samples == 8 and qwen.capture.rule == "topk:2"
