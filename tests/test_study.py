@@ -306,3 +306,39 @@ def test_the_shipped_study_configs_parse(tmp_path):
     (tmp_path / "prompts" / "math500.jsonl").write_text('{"id": "p0", "prompt": "1+1?", "reference_answer": "2"}\n')
     qwen = parse_study(tomllib.loads((experiments / "study_qwen3_4b.toml").read_text()), tmp_path)
     assert len(qwen.models) == 19 and qwen.generation.samples == 8 and qwen.capture.rule == "topk:2"
+
+
+def test_a_dead_drivers_lock_is_taken_over(study, tmp_path):
+    import subprocess
+    import sys
+
+    cfg, base, _ = study
+    out = tmp_path / "out"
+    shutil.copytree(base, out)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / ".study.lock").write_text(json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename}))
+    assert main(["study", "--config", str(cfg), "-o", str(out), "--no-progress"]) == 0
+    assert not (out / ".study.lock").exists()
+
+
+def test_a_responses_file_replaces_generation(study, tmp_path):
+    cfg, base, _ = study
+    # slerp-t1 is the merge at t = 1, i.e. zoo:thinking's own weights: capturing its responses with
+    # zoo:thinking gives its weights
+    rows = [json.loads(x) for x in (base / "models" / "slerp-t1" / "responses.jsonl").read_text().splitlines()]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "correct"}) + "\n" for r in rows))
+    _write_config(tmp_path / "s.toml", """
+models = [{ path = "zoo:thinking", responses = "r.jsonl" }]
+[capture]
+rule = "abs:0.5"
+row_tokens = 4
+[compute]
+ranking = false
+best_of_n = false
+""")
+    out = tmp_path / "out"
+    summary = run_study(read_study(tmp_path / "s.toml"), out, progress=False)
+    assert summary["models"][0]["name"] == "thinking" and summary["models"][0]["accuracy"] is None  # no task: ungraded
+    assert not (out / "prompts.jsonl").exists() and not (out / "models" / "thinking" / "selection.csv").exists()
+    a, b = load_weights(base / "models" / "slerp-t1" / "weights.npz"), load_weights(out / "models" / "thinking" / "weights.npz")
+    assert a.index.tobytes() == b.index.tobytes() and a.weight.tobytes() == b.weight.tobytes()

@@ -262,12 +262,7 @@ class _Study:
         if len(names) < 2:
             return {"skipped": "ranking needs at least two models"}
         dirs = {n: self.out / "models" / n for n in names}
-        accuracy_known = []
-        for n, d in dirs.items():
-            rows = _read_rows(d / RESPONSES_NAME, f"responses of model {n}")
-            accuracy_known.append(any("correct" in r for r in rows) or any(
-                any(f in r for f in ("reference_answer", "reference", "gold", "target", "answer")) for r in rows))
-        if not all(accuracy_known):
+        if any(_accuracy(d / RESPONSES_NAME)["accuracy"] is None for d in dirs.values()):
             return {"skipped": "some models' responses carry no correctness or reference answer: no accuracy to rank against"}
         params = k.nex_params()
         key = stage_key(stage="ranking", params=params.to_dict(), names=names,
@@ -288,6 +283,19 @@ class _Study:
         import pandas as pd
 
         return {"variants": _records(pd.read_csv(self.out / "variants.csv")), "ranking": _records(pd.read_csv(self.out / "ranking.csv"))}
+
+
+def _accuracy(path: Path) -> dict:
+    """Number of responses and mean correctness (the ``correct`` field, else the extracted answer
+    against a reference answer, as best-of-N and the ranking grade them; None when ungraded)."""
+    import numpy as np
+
+    from ..selection.candidates import candidates_from_rows
+
+    rows = _read_rows(path, "responses")
+    cands = candidates_from_rows(rows, source=str(path))
+    acc = None if cands.correct is None else float(np.nanmean(cands.correct))
+    return {"n_responses_generated": len(rows), "accuracy": acc}
 
 
 def _cache_model(cache) -> dict:
@@ -324,10 +332,7 @@ def run_study(cfg: StudyConfig, out: str | Path, ray_options=None, progress: boo
             models.append(study.run_model(entry, prompt_rows))
         summary: dict = {"name": cfg.name, "n_models": len(models), "models": models}
         for m in models:
-            rows = _read_rows(out / "models" / m["name"] / RESPONSES_NAME, "responses")
-            graded = [r["correct"] for r in rows if isinstance(r.get("correct"), bool)]
-            m["n_responses_generated"] = len(rows)
-            m["accuracy"] = sum(graded) / len(graded) if graded else None
+            m.update(_accuracy(out / "models" / m["name"] / RESPONSES_NAME))
         if cfg.compute.ranking:
             summary["ranking"] = study.ranking([m["name"] for m in models])
         rec = record("nex study", config=cfg.to_dict(), inputs={"config_dir": cfg.base_dir},
