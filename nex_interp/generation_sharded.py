@@ -69,13 +69,14 @@ def _shard_file(root: Path, name: str) -> Path:
 class GenerateWorker:
     """One Ray worker: loads the model once (plain HF decoding), then generates shards."""
 
-    def __init__(self, model: str, device: str, dtype: str, threads: int) -> None:
+    def __init__(self, model: str, device: str, dtype: str, threads: int, die_once: tuple[str, int] | None = None) -> None:
         import torch
 
         from .models.loader import load_model
 
         torch.set_num_threads(max(1, threads))
         self.model = load_model(model, device=device, dtype=dtype, boot_bridge=False)
+        self.die_once = die_once
 
     def generate(self, root: str, name: str, first: int, stop: int, rows: list[dict], config: GenerationConfig) -> dict:
         """Generate the normalised prompt rows ``rows`` (prompts ``[first, stop)``) as shard ``name``."""
@@ -86,10 +87,34 @@ class GenerateWorker:
         t0 = time.perf_counter()
         if not final.exists():
             partial = final.with_name(f".{final.name}.partial")
+            self._maybe_die()
             generate_to_file(self.model, rows, partial, config, progress=False)  # resumes a retried shard
             os.replace(partial, final)
             sidecar_path(partial).unlink(missing_ok=True)
         return {"name": name, "first": first, "stop": stop, "sha256": _sha(final), "seconds": round(time.perf_counter() - t0, 3)}
+
+
+    def _maybe_die(self) -> None:
+        """Fault injection for the tests: the first worker to reach this (marker file absent) exits hard
+        once ``n`` problems of its shard are written, as a killed process would."""
+        if self.die_once is None:
+            return
+        marker, n = self.die_once
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        from . import generation
+
+        original, count = generation.generate_problem, [0]
+
+        def generate_then_die(*a, **k):
+            if count[0] >= n:  # the n problems before this one are written and synced
+                os._exit(1)
+            count[0] += 1
+            return original(*a, **k)
+
+        generation.generate_problem = generate_then_die
 
 
 def _sha(path: Path) -> str:
@@ -116,14 +141,16 @@ def _join_shards(root: Path, specs: list, out: Path) -> None:
 
 
 def generate_sharded(model: str, prompts: list[dict], out: str | os.PathLike, config: GenerationConfig, options,
-                     device: str | None = None, dtype: str = "float32", progress: bool = True) -> ShardedGenerationReport:
+                     device: str | None = None, dtype: str = "float32", progress: bool = True,
+                     _die_once: tuple[str, int] | None = None) -> ShardedGenerationReport:
     """Generate ``config.samples`` responses to every prompt with ``model`` (a spec for
     :func:`~nex_interp.models.loader.load_model`) on Ray workers into the JSONL ``out``.
 
     ``options``: a :class:`nex_interp.capture.distributed.RayOptions` (address, workers, GPUs per
     worker, ``shard_size`` in prompts). The output is what :func:`~nex_interp.generation.generate_to_file`
     writes in one process with the same ``config``. A rerun resumes; an output that already holds
-    every problem is left as it is.
+    every problem is left as it is. ``_die_once`` is for the tests only: ``(marker file, n)`` makes one
+    worker exit after writing n problems of its shard.
     """
     from tqdm.auto import tqdm
 
@@ -175,7 +202,7 @@ def generate_sharded(model: str, prompts: list[dict], out: str | os.PathLike, co
         from .capture.distributed import MAX_RETRIES
 
         actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)(GenerateWorker)
-        workers = [actor.remote(model, dev, dtype, cpus) for _ in range(report.workers)]
+        workers = [actor.remote(model, dev, dtype, cpus, _die_once) for _ in range(report.workers)]
         queue, pending = list(todo), {}
         bar = tqdm(total=len(specs), initial=report.n_shards_done_before, unit="shard", desc="generate (ray)", disable=not progress)
 

@@ -231,7 +231,9 @@ def test_generate_ray_writes_the_one_process_responses(cluster, tmp_path, monkey
         assert main(common + ["-o", str(out), "--ray", "--workers", "2", "--shard-size", "2"]) == 130
     shards = sorted(gs.shards_dir(out).glob("*.jsonl"))
     assert [p.name for p in shards] == ["00000-00001.jsonl", "00002-00003.jsonl", "00004-00004.jsonl"] and not out.exists()
-    # one shard lost: the rerun writes only that one, and the output is the one-process output, byte for byte
+    # one shard lost: the rerun writes only that one, and the output is the one-process output, byte for
+    # byte, although its worker is killed after writing 1 of the shard's 2 problems (Ray restarts it and
+    # the retried shard resumes)
     stamps = {p: p.stat().st_mtime_ns for p in shards[1:]}
     shards[0].unlink()
     seen = {}
@@ -242,9 +244,10 @@ def test_generate_ray_writes_the_one_process_responses(cluster, tmp_path, monkey
         real(root, specs, path)
 
     monkeypatch.setattr(gs, "_join_shards", join_and_look)
+    marker = tmp_path / "died"
     rep = gs.generate_sharded("zoo:thinking", [json.loads(x) for x in prompts.read_text().splitlines()], out,
-                              _gen_config(), _ray_options(2, 1), progress=False)
-    assert rep.n_shards_done_before == 2 and rep.n_shards == 3 and seen == stamps
+                              _gen_config(), _ray_options(2, 1), progress=False, _die_once=(str(marker), 1))
+    assert marker.exists() and rep.n_shards_done_before == 2 and rep.n_shards == 3 and seen == stamps
     assert out.read_bytes() == one and not gs.shards_dir(out).exists()
     # a rerun on the finished output does nothing
     assert gs.generate_sharded("zoo:thinking", [json.loads(x) for x in prompts.read_text().splitlines()], out,

@@ -157,6 +157,14 @@ class _Study:
             result["best_of_n"] = self.best_of_n(mdir, book)
         return result
 
+    def ray_options(self, shard_size: int):
+        """The Ray options for one stage: its shard size; GPUs per worker, unless given, 1 where the
+        config's device is a GPU one and the cluster has GPUs, and none for a CPU device."""
+        gpus = self.ray.gpus_per_worker
+        if gpus is None and not self.cfg.device.startswith("cuda"):
+            gpus = 0
+        return replace(self.ray, shard_size=shard_size, gpus_per_worker=gpus)
+
     def responses(self, entry, spec, model, prompt_rows: list[dict], mdir: Path) -> list[dict]:
         """The model's responses: read from its responses file, or generated (resuming)."""
         cfg = self.cfg
@@ -167,8 +175,8 @@ class _Study:
         if self.ray is not None:
             from ..generation_sharded import generate_sharded
 
-            generate_sharded(spec(), prompt_rows, partial, gen_cfg, replace(self.ray, shard_size=cfg.generation.shard_size),
-                             device=cfg.device if cfg.device != "cpu" else None, dtype=cfg.dtype, progress=self.progress)
+            generate_sharded(spec(), prompt_rows, partial, gen_cfg, self.ray_options(cfg.generation.shard_size),
+                             device=cfg.device, dtype=cfg.dtype, progress=self.progress)
         else:
             from ..generation import generate_to_file
 
@@ -191,8 +199,8 @@ class _Study:
             if cfg.capture.layers.strip().lower() != "all":
                 n_layers = model().n_layers
             config = cfg.capture.capture_config(n_layers, progress=self.progress)
-            capture_sharded(spec(), rows, cache, config, replace(self.ray, shard_size=cfg.capture.shard_size),
-                            device=cfg.device if cfg.device != "cpu" else None, dtype=cfg.dtype)
+            capture_sharded(spec(), rows, cache, config, self.ray_options(cfg.capture.shard_size), device=cfg.device,
+                            dtype=cfg.dtype)
         else:
             from ..capture.engine import write_cache
 
