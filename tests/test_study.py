@@ -345,3 +345,18 @@ best_of_n = false
     assert not (out / "prompts.jsonl").exists() and not (out / "models" / "thinking" / "selection.csv").exists()
     a, b = load_weights(base / "models" / "slerp-t1" / "weights.npz"), load_weights(out / "models" / "thinking" / "weights.npz")
     assert a.index.tobytes() == b.index.tobytes() and a.weight.tobytes() == b.weight.tobytes()
+
+
+def test_an_unfinished_generation_of_other_settings_is_not_resumed(study, tmp_path):
+    cfg, base, _ = study
+    out = tmp_path / "out"
+    shutil.copytree(base, out)
+    mdir = out / "models" / NAMES[0]
+    # an interrupted generation of other settings left its partial output; then the settings changed back
+    (mdir / ".responses.partial.jsonl").write_text(
+        json.dumps({"id": "x:0", "problem_id": "tx11-00000", "sample": 0, "prompt": "p", "response": "stale"}) + "\n")
+    (mdir / ".responses.key").write_text("another key")
+    (mdir / "responses.jsonl").unlink()
+    run_study(read_study(cfg), out, progress=False)
+    assert (mdir / "responses.jsonl").read_bytes() == (base / "models" / NAMES[0] / "responses.jsonl").read_bytes()
+    assert not list(mdir.glob(".responses.partial*"))

@@ -128,7 +128,7 @@ class _Study:
                    "seed": cfg.prompts.seed} if self.task else None
         key = stage_key(stage="responses", source=src, grading=grading)
         if not book.done("responses", key):
-            rows = self.responses(entry, spec, model, prompt_rows, mdir)
+            rows = self.responses(entry, spec, model, prompt_rows, mdir, key)
             path = mdir / RESPONSES_NAME
             write_text(path, _jsonl(self.grade(rows, entry.name)))
             write_sidecar(path, record("nex study responses", config=src, model=identity, grading=grading, n_responses=len(rows)))
@@ -165,13 +165,19 @@ class _Study:
             gpus = 0
         return replace(self.ray, shard_size=shard_size, gpus_per_worker=gpus)
 
-    def responses(self, entry, spec, model, prompt_rows: list[dict], mdir: Path) -> list[dict]:
-        """The model's responses: read from its responses file, or generated (resuming)."""
+    def responses(self, entry, spec, model, prompt_rows: list[dict], mdir: Path, key: str) -> list[dict]:
+        """The model's responses: read from its responses file, or generated (resuming an interrupted
+        generation of the same settings; one of other settings is discarded)."""
         cfg = self.cfg
         if entry.responses is not None:
             return _read_rows(cfg.path(entry.responses), f"responses file of model {entry.name}")
         gen_cfg = cfg.generation.generation_config()
         partial = mdir / ".responses.partial.jsonl"
+        marker = mdir / ".responses.key"
+        if not marker.is_file() or marker.read_text() != key:
+            for p in mdir.glob(".responses.partial.jsonl*"):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            write_text(marker, key)
         if self.ray is not None:
             from ..generation_sharded import generate_sharded
 
