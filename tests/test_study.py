@@ -1,12 +1,15 @@
-"""`nex study` on a reduced zoo study (2 SLERP variants, 4 problems, short responses), end to end;
-resuming (a removed output, an interrupted driver); bad configs; the one-driver lock; and, with Ray,
-`nex generate --ray` and `nex study --ray` against one process (skipped where Ray is not installed)."""
+"""`nex study` on the shipped zoo study (interventions/experiments/study_zoo.toml) in reduced form (2 of
+its SLERP variants, 4 problems, short responses), end to end; resuming (a removed output, an
+interrupted driver); bad configs; the one-driver lock; and, with Ray, `nex generate --ray` and
+`nex study --ray` against one process (skipped where Ray is not installed)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -24,29 +27,42 @@ from nex_interp.study import parse_study, read_study, run_study  # noqa: E402
 from nex_interp.study import run as run_mod  # noqa: E402
 from nex_interp.weights_io import load_weights  # noqa: E402
 
-N_PROBLEMS, SAMPLES, SEED = 4, 2, 11
+N_PROBLEMS, SAMPLES = 4, 2
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "interventions" / "experiments"
+#: the shipped zoo study, reduced: 2 of its variants (t = 0 and 1), 4 problems x 2 samples of up to 40
+#: tokens, small shards (so that --ray makes several), fewer bootstrap resamples
+REDUCTION = {
+    ("", "t"): "[0.0, 1.0]",
+    ("prompts", "n_problems"): str(N_PROBLEMS),
+    ("generation", "samples"): str(SAMPLES), ("generation", "max_new_tokens"): "40", ("generation", "batch_size"): "4",
+    ("generation", "shard_size"): "2",
+    ("capture", "shard_size"): "3",
+    ("compute", "n_boot"): "100",
+}
 
-REDUCED = f"""
-name = "reduced"
-models = [{{ base = "zoo:instruct", other = "zoo:thinking", t = [0.0, 1.0], name = "slerp" }}]
-[prompts]
-task = "zoo"
-n_problems = {N_PROBLEMS}
-seed = {SEED}
-[generation]
-samples = {SAMPLES}
-temperature = 0.8
-top_p = 1.0
-max_new_tokens = 40
-batch_size = 4
-shard_size = 2
-[capture]
-rule = "abs:0.5"
-row_tokens = 4
-shard_size = 3
-[compute]
-n_boot = 100
-"""
+
+def _reduced(text: str) -> str:
+    """``text`` (a study TOML) with the values of :data:`REDUCTION` put in, table by table."""
+    out, table, done = [], "", set()
+    for line in text.splitlines():
+        head = line.strip()
+        if head.startswith("[") and not head.startswith("[["):
+            table = head.strip("[]").strip()
+        key = head.split("=", 1)[0].strip() if "=" in head and not head.startswith("#") else None
+        inline = re.search(r"\bt = \[[^\]]*\]", line) if table == "" else None
+        if inline:
+            line = line.replace(inline.group(0), f"t = {REDUCTION['', 't']}")
+            done.add(("", "t"))
+        elif (table, key) in REDUCTION:
+            line = f"{key} = {REDUCTION[table, key]}"
+            done.add((table, key))
+        out.append(line)
+    assert done == set(REDUCTION), f"the shipped config lacks {set(REDUCTION) - done}"
+    return "\n".join(out) + "\n"
+
+
+REDUCED = _reduced((EXPERIMENTS / "study_zoo.toml").read_text())
+SEED = tomllib.loads(REDUCED)["prompts"]["seed"]
 NAMES = ["slerp-t0", "slerp-t1"]
 
 
@@ -103,7 +119,7 @@ def test_the_reduced_study_writes_every_output_with_provenance(study):
     assert variants["accuracy"].tolist() == pytest.approx([acc[n] for n in NAMES])
     ranking = pd.read_csv(out / "ranking.csv")
     assert "nex_score" in set(ranking["metric"]) and (out / "ranking.csv.provenance.json").is_file()
-    assert json.loads((out / "summary.json").read_text())["name"] == "reduced"
+    assert json.loads((out / "summary.json").read_text())["name"] == "study-zoo-slerp"
     assert (out / "summary.json.provenance.json").is_file() and (out / "provenance.json").is_file()
     assert not (out / ".study.lock").exists()
 
@@ -298,9 +314,7 @@ def test_nex_study_and_generate_without_ray_never_import_it(study, tmp_path):
 
 
 def test_the_shipped_study_configs_parse(tmp_path):
-    import tomllib
-
-    experiments = Path(__file__).resolve().parents[1] / "interventions" / "experiments"
+    experiments = EXPERIMENTS
     zoo = read_study(experiments / "study_zoo.toml")
     assert zoo.prompts.task == "zoo" and len(zoo.models) >= 3 and all(m.merge is not None for m in zoo.models)
     assert {m.merge.base for m in zoo.models} == {"zoo:instruct"} and {m.merge.other for m in zoo.models} == {"zoo:thinking"}
@@ -354,7 +368,7 @@ def test_an_unfinished_generation_of_other_settings_is_not_resumed(study, tmp_pa
     mdir = out / "models" / NAMES[0]
     # an interrupted generation of other settings left its partial output; then the settings changed back
     (mdir / ".responses.partial.jsonl").write_text(
-        json.dumps({"id": "x:0", "problem_id": "tx11-00000", "sample": 0, "prompt": "p", "response": "stale"}) + "\n")
+        json.dumps({"id": "x:0", "problem_id": "p0", "sample": 0, "prompt": "p", "response": "stale"}) + "\n")
     (mdir / ".responses.key").write_text("another key")
     (mdir / "responses.jsonl").unlink()
     run_study(read_study(cfg), out, progress=False)
