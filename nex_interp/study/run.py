@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..provenance import record, write_sidecar
 from .config import StudyConfig
 from .models import drop_merged, ensure_model, model_identity
-from .stages import StageBook, DriverLock, digest, stage_key
+from .stages import LOCK_NAME, DriverLock, StageBook, digest, stage_key
 
 STUDY_NAME = "study.json"
 PROMPTS_NAME = "prompts.jsonl"
@@ -37,7 +37,7 @@ SUMMARY_NAME = "summary.json"
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output {out} is a file: give a directory for -o")
-    if out.is_dir() and any(out.iterdir()) and not (out / STUDY_NAME).is_file():
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / STUDY_NAME).is_file():
         raise ConfigError(f"output directory {out} exists and is not a nex study: choose a new -o")
 
 
