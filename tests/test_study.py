@@ -374,3 +374,12 @@ def test_an_unfinished_generation_of_other_settings_is_not_resumed(study, tmp_pa
     run_study(read_study(cfg), out, progress=False)
     assert (mdir / "responses.jsonl").read_bytes() == (base / "models" / NAMES[0] / "responses.jsonl").read_bytes()
     assert not list(mdir.glob(".responses.partial*"))
+
+
+def test_flags_override_the_config(tmp_path, capsys):
+    cfg = _write_config(tmp_path / "s.toml", 'models = ["zoo:thinking"]\n[prompts]\ntask = "zoo"\n')
+    assert main(["study", "--config", str(cfg), "-o", str(tmp_path / "out"), "--capture-row-tokens", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "capture.row_tokens" in err and err.count("\n") == 1
+    parsed = read_study(cfg, {"generation": {"samples": 3}, "compute": {"best_of_n": False}})
+    assert parsed.generation.samples == 3 and parsed.compute.best_of_n is False

@@ -40,9 +40,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     capture them, learn NEX weights and score, best-of-N; then rank the models against accuracy.
     Writes OUT/models/<name>/ (responses.jsonl, cache/, weights.npz, scores.csv, selection.csv),
     OUT/ranking.csv, OUT/variants.csv and OUT/summary.json. Re-running resumes: finished stages are kept."""
+    from ..interventions.fields import flag_overrides
     from ..study import read_study, run_study
+    from ..study.config import SECTIONS
 
-    cfg = read_study(args.config)
+    cfg = read_study(args.config, flag_overrides(args, list(SECTIONS)))
     options = ray_options(args)
     summary = run_study(cfg, args.output, options, progress=not args.no_progress)
     print(f"study {cfg.name}: {summary['n_models']} models into {args.output}")
@@ -69,4 +71,8 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory; re-running resumes")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_ray_args(p)
+    from ..interventions.fields import add_flags
+    from ..study.config import SECTIONS
+
+    add_flags(p, list(SECTIONS))
     p.set_defaults(func=cmd_study)

@@ -314,8 +314,9 @@ def _check(cfg: StudyConfig) -> None:
             get_method(m)
 
 
-def read_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study TOML file (one-line errors for a missing or broken file)."""
+def read_study(path: str | Path, overrides: dict[str, dict] | None = None) -> StudyConfig:
+    """Read and validate a study TOML file (one-line errors for a missing or broken file), with
+    ``overrides`` (``{table: {field: value}}``, e.g. ``nex study``'s ``--generation-samples 2``) applied."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"study config {path} does not exist: give a TOML file such as interventions/experiments/study_zoo.toml")
@@ -325,6 +326,10 @@ def read_study(path: str | Path) -> StudyConfig:
         raise ConfigError(f"study config {path} is not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"study config {path} is not UTF-8 text: give a TOML file") from None
+    if overrides:
+        from ..interventions.config import merge_overrides
+
+        doc = merge_overrides(doc, overrides)
     return parse_study(doc, base_dir=path.resolve().parent, name=path.stem)
 
 
