@@ -14,7 +14,8 @@ The main entry points, for notebooks and scripts (``import nex_interp as nex``):
 Stages: :func:`load` -> :func:`generate` -> :func:`capture_cache` (or :func:`open` an existing cache)
 -> :func:`learn` -> :func:`score` -> :func:`select` (best-of-N) / :func:`rank` (model variants) ->
 neuron sets -> :func:`ablate` / :func:`transplant` / :func:`patch` -> :func:`evaluate`, or a whole
-transfer experiment with :func:`run_experiment`.
+transfer experiment with :func:`run_experiment`; the whole sweep over models with :func:`run_study`
+(``nex study``: ``run_study(load_study("study.toml"), "OUT")``).
 
 Importing this package (and running ``nex train/score/run/table``) never imports torch or
 transformers: every name below is loaded on first use. (The capture and table entry points are
@@ -59,6 +60,9 @@ _API = {
     "get_task": ("nex_interp.interventions.tasks", "get_task"),
     "load_experiment": ("nex_interp.interventions.config", "load_config"),
     "run_experiment": ("nex_interp.interventions.experiment", "run_experiment"),
+    # the whole sweep (nex study)
+    "load_study": ("nex_interp.study.config", "read_study"),
+    "run_study": ("nex_interp.study.run", "run_study"),
 }
 
 

@@ -130,15 +130,26 @@ def test_an_interrupted_driver_resumes(cluster, pico_qwen3_dir, one_process, tmp
     _assert_same_as_one_process(out, one_process)
 
 
-def test_a_rerun_with_other_settings_or_a_quantile_rule_is_refused(cluster, pico_qwen3_dir, tmp_path):
+def test_a_rerun_with_other_settings_is_refused(cluster, pico_qwen3_dir, tmp_path):
     out = tmp_path / "sh"
     capture_sharded(str(pico_qwen3_dir), _responses(3), out, CONFIG, RayOptions(workers=1, shard_size=4))
     with pytest.raises(ConfigError, match="other settings"):
         capture_sharded(str(pico_qwen3_dir), _responses(3), out, CaptureConfig(row_tokens=8, progress=False),
                         RayOptions(workers=1, shard_size=4))
-    with pytest.raises(ConfigError, match="calibrated"):
-        capture_sharded(str(pico_qwen3_dir), _responses(3), tmp_path / "q", CaptureConfig(rule="quantile:0.99"),
-                        RayOptions(workers=1))
+
+
+def test_a_quantile_rule_is_calibrated_once_as_in_one_process(cluster, pico_qwen3_dir, tmp_path):
+    # calibrated on the first 5 non-empty responses of the whole input, which no single shard of 4 holds
+    config = CaptureConfig(rule="quantile:0.9", calib_responses=5, row_tokens=4, progress=False)
+    one = tmp_path / "one"
+    write_cache(load_model(str(pico_qwen3_dir)), _responses(N), one, config)
+    out = tmp_path / "sh"
+    capture_sharded(str(pico_qwen3_dir), _responses(N), out, config, RayOptions(workers=2, shard_size=4))
+    want = json.loads((one / "manifest.json").read_text())["rule"]
+    assert want["thresholds"] and json.loads((out / "shards.json").read_text())["rule"] == want
+    for shard in (out / "shards").iterdir():
+        assert json.loads((shard / "manifest.json").read_text())["rule"] == want
+    _assert_same_as_one_process(out, one)
 
 
 def test_nex_capture_ray_command(cluster, pico_qwen3_dir, one_process, tmp_path, capsys):

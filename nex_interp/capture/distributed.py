@@ -14,6 +14,10 @@ interrupted driver skips finished shards and resumes partial ones. Since a respo
 not depend on which responses share its batch (``tests/test_capture.py``), the shards hold the same
 per-response bytes as a one-process capture.
 
+A quantile rule is calibrated once, on one worker, on the first responses of the whole input (as the
+one-process capture calibrates it), recorded in ``shards.json`` (a rerun reuses it) and passed to every
+shard, so the shards use the one-process thresholds.
+
 Ray is imported only here, and only when a capture asks for it (the ``[distributed]`` extra).
 """
 
@@ -123,9 +127,25 @@ class ShardWorker:
         self.model = load_model(model, **kw)
         self.die_once = die_once
 
-    def capture(self, out: str, spec: ShardSpec, responses: list[dict], config: CaptureConfig) -> dict:
-        """Capture ``responses`` (input ``[spec.first, spec.stop)``) as shard ``spec``; its manifest row."""
+    def calibrate(self, responses: list[dict], config: CaptureConfig, complete: bool) -> dict | None:
+        """The quantile rule of ``config`` calibrated as the one-process capture calibrates it (on the
+        first ``calib_responses`` non-empty responses that fit the model), as a dict; None when
+        ``responses``, a prefix of the input (``complete``: all of it), holds too few of them."""
+        from .engine import calibrate_rule, prepare_items
+
+        rule = parse_rule(config.rule, config.calib_responses)
+        items, _ = prepare_items(self.model, responses, config)
+        if not complete and sum(1 for it in items if it.n_response) < rule.calib_responses:
+            return None
+        layers = config.layers if config.layers is not None else tuple(range(self.model.n_layers))
+        return calibrate_rule(self.model, items, rule, layers, config).to_dict()
+
+    def capture(self, out: str, spec: ShardSpec, responses: list[dict], config: CaptureConfig,
+                calibrated: dict | None = None) -> dict:
+        """Capture ``responses`` (input ``[spec.first, spec.stop)``) as shard ``spec``; its manifest row.
+        ``calibrated``: the quantile rule calibrated once for all shards (:meth:`calibrate`)."""
         from .engine import write_cache
+        from .rules import ActivationRule
 
         out_path = Path(out)
         final = out_path / spec.name
@@ -134,7 +154,8 @@ class ShardWorker:
             partial = _partial(out_path, spec)
             partial.parent.mkdir(parents=True, exist_ok=True)
             self._maybe_die()
-            write_cache(self.model, responses, partial, config, resume=True)
+            rule = ActivationRule.from_dict(calibrated) if calibrated is not None else None
+            write_cache(self.model, responses, partial, config, resume=True, calibrated=rule)
             os.replace(partial, final)
         return {**shard_row(out_path, spec), "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -163,7 +184,8 @@ class ShardWorker:
         writer_mod.CacheWriter.add_response = add_then_die
 
 
-def _init_ray(ray, options: RayOptions) -> None:
+def init_ray(ray, options: RayOptions) -> None:
+    """Start (``options.address`` None) or join the Ray cluster, unless this process already did."""
     if ray.is_initialized():
         return
     address = options.address  # None: a local cluster (or $RAY_ADDRESS, Ray's own convention); "auto"; an address
@@ -198,9 +220,6 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
     if options.workers < 1:
         raise ConfigError(f"--workers {options.workers}: give 1 or more workers")
     rule = parse_rule(config.rule, config.calib_responses)
-    if rule.needs_calibration:
-        raise ConfigError(f"rule {config.rule!r} is calibrated on the first responses, which one shard does not see: "
-                          "use an abs: or topk: rule with --ray, or capture without --ray")
     if config.max_responses is not None:
         responses = responses[: config.max_responses]
     if not responses:
@@ -211,7 +230,7 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
     specs = shard_specs(len(responses), options.shard_size)
     ray = require_ray()
     t0 = time.perf_counter()
-    _init_ray(ray, options)
+    init_ray(ray, options)
     gpus = options.gpus_per_worker
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
@@ -220,7 +239,9 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
     rows = [shard_row(out, s) for s in specs if _finished(out, s)]
     report = ShardedReport(out, len(responses), len(specs), n_shards_done_before=len(rows), workers=options.workers,
                            cpus_per_worker=cpus)
-    write_shards_manifest(out, rows, len(responses), {"settings": settings})
+    calibrated = _recorded_rule(out, rule) if rule.needs_calibration else None
+    fields = {"settings": settings, **({"rule": calibrated} if calibrated else {})}
+    write_shards_manifest(out, rows, len(responses), fields)
     todo = [s for s in specs if not _finished(out, s)]
     if todo:
         actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)(ShardWorker)
@@ -228,6 +249,15 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
         n_workers = min(options.workers, len(todo))
         workers = [actor.remote(model, dev, dtype, cpus, _die_once) for _ in range(n_workers)]
         shard_config = CaptureConfig(**{**asdict(config), "max_responses": None, "progress": False})
+        if rule.needs_calibration and calibrated is None:
+            try:
+                calibrated = _calibrate(ray, workers[0], responses, shard_config, rule)
+            except BaseException:
+                for w in workers:
+                    ray.kill(w)
+                raise
+            fields["rule"] = calibrated
+            write_shards_manifest(out, rows, len(responses), fields)
         pending = {}
         queue = list(todo)
         bar = tqdm(total=len(specs), initial=len(rows), unit="shard", desc="capture (ray)", disable=not config.progress)
@@ -235,7 +265,7 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
             for w in workers:
                 if queue:
                     s = queue.pop(0)
-                    pending[w.capture.remote(str(out), s, responses[s.first:s.stop], shard_config)] = w
+                    pending[w.capture.remote(str(out), s, responses[s.first:s.stop], shard_config, calibrated)] = w
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 w = pending.pop(ready[0])
@@ -244,16 +274,16 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
                 except ray.exceptions.RayError as e:
                     raise NexError(f"a Ray worker failed {MAX_RETRIES + 1} times on one shard ({_first_line(e)}); "
                                    "rerun the same command to resume") from None
-                write_shards_manifest(out, rows, len(responses), {"settings": settings})
+                write_shards_manifest(out, rows, len(responses), fields)
                 bar.update(1)
                 if queue:
                     s = queue.pop(0)
-                    pending[w.capture.remote(str(out), s, responses[s.first:s.stop], shard_config)] = w
+                    pending[w.capture.remote(str(out), s, responses[s.first:s.stop], shard_config, calibrated)] = w
         finally:
             bar.close()
             for w in workers:
                 ray.kill(w)
-    write_shards_manifest(out, rows, len(responses), {"settings": settings})
+    write_shards_manifest(out, rows, len(responses), fields)
     report.rows = sorted(rows, key=lambda r: r["first"])
     report.n_responses = sum(r["n_responses"] for r in rows)
     report.seconds = time.perf_counter() - t0
@@ -263,9 +293,37 @@ def capture_sharded(model: str, responses: list[dict], out: str | os.PathLike, c
     return report
 
 
+def _recorded_rule(out: Path, rule) -> dict | None:
+    """The quantile rule calibrated when the sharded capture ``out`` was started (a rerun reuses it)."""
+    from .rules import ActivationRule
+
+    if not (out / SHARDS_NAME).is_file():
+        return None
+    old = read_shards_manifest(out).get("rule")
+    if isinstance(old, dict) and old.get("thresholds") is not None:
+        prev = ActivationRule.from_dict(old)
+        if (prev.kind, prev.value, prev.sign, prev.calib_responses) == (rule.kind, rule.value, rule.sign, rule.calib_responses):
+            return old
+    return None
+
+
+def _calibrate(ray, worker, responses: list[dict], config: CaptureConfig, rule) -> dict:
+    """Calibrate the quantile rule once, on one worker, on the first responses (only a prefix of the
+    input travels: doubled until it holds ``calib_responses`` usable responses)."""
+    n = 2 * rule.calib_responses
+    while True:
+        try:
+            result = ray.get(worker.calibrate.remote(responses[:n], config, n >= len(responses)))
+        except ray.exceptions.RayError as e:
+            raise NexError(f"calibrating rule {rule.spec} on a Ray worker failed ({_first_line(e)})") from None
+        if result is not None:
+            return result
+        n *= 4
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[-1] if text else type(e).__name__
 
 
-__all__ = ["RayOptions", "ShardedReport", "ShardWorker", "capture_sharded", "require_ray", "DEFAULT_SHARD_SIZE"]
+__all__ = ["RayOptions", "ShardedReport", "ShardWorker", "capture_sharded", "require_ray", "init_ray", "DEFAULT_SHARD_SIZE"]

@@ -411,12 +411,15 @@ def _existing_rule(out: Path, rule: ActivationRule) -> ActivationRule:
 
 
 def write_cache(
-    model: "LoadedModel", responses: list[dict], out: str | os.PathLike, config: CaptureConfig | None = None, resume: bool = True
+    model: "LoadedModel", responses: list[dict], out: str | os.PathLike, config: CaptureConfig | None = None, resume: bool = True,
+    calibrated: ActivationRule | None = None,
 ) -> CaptureReport:
     """Capture ``responses`` (rows with ``id``, ``prompt``, ``response``) into the cache ``out``.
 
     With ``resume`` an existing cache of the same model and settings is continued (responses
-    whose id it holds are skipped); without it an existing cache is an error.
+    whose id it holds are skipped); without it an existing cache is an error. ``calibrated``: a
+    quantile rule already calibrated (on the first responses of a larger set: a sharded capture
+    calibrates once for all its shards), used instead of calibrating on ``responses``.
     """
     from tqdm.auto import tqdm
 
@@ -434,7 +437,11 @@ def write_cache(
         responses = responses[: config.max_responses]
     items, skipped = prepare_items(model, responses, config)
     report = CaptureReport(out, n_input=len(responses), n_skipped_too_long=len(skipped), skipped_ids=skipped)
-    if resume and rule.kind == "quantile":
+    if calibrated is not None:
+        if (calibrated.kind, calibrated.value, calibrated.sign) != (rule.kind, rule.value, rule.sign) or calibrated.needs_calibration:
+            raise ConfigError(f"the calibrated rule {calibrated.spec} is not a calibrated form of {rule.spec}")
+        rule = calibrated
+    elif resume and rule.kind == "quantile":
         rule = _existing_rule(out, rule)
     if rule.needs_calibration:
         rule = calibrate_rule(model, items, rule, layers, config)

@@ -43,6 +43,10 @@ def register(sub) -> None:
                    help="problems per generate call, each row sampled from its own seeded generator (default 1: one problem per call)")
     g.add_argument("--chat-template", action="store_true", help="wrap each prompt as a user message of the tokenizer's chat template")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .study_cmds import add_ray_args
+    from ..generation_sharded import DEFAULT_PROMPT_SHARD_SIZE
+
+    add_ray_args(g, f"with --ray: prompts per shard (default {DEFAULT_PROMPT_SHARD_SIZE})", DEFAULT_PROMPT_SHARD_SIZE)
     g.set_defaults(func=cmd_generate)
 
     c = sub.add_parser(
@@ -95,6 +99,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         batch_problems=args.batch_problems,
     )
     prompts = read_jsonl(args.prompts, "prompts file", line_numbers=True)
+    if args.ray is not None:
+        from ..generation_sharded import generate_sharded
+        from .study_cmds import ray_options
+
+        rep = generate_sharded(args.model, prompts, args.output, config, ray_options(args, args.shard_size), device=args.device,
+                               dtype=args.dtype, progress=not args.no_progress)
+        print(rep.summary())
+        return 0
     model = load_model(args.model, device=args.device or "cpu", dtype=args.dtype, boot_bridge=False)  # plain HF decoding
     rep = generate_to_file(model, prompts, args.output, config, progress=not args.no_progress)
     print(

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from nex_interp.errors import ConfigError
 
 #: value kinds a field can have; "table" fields (free-form TOML tables) get no command-line flag
-KINDS = ("str", "int", "float", "ints", "strs", "table")
+KINDS = ("str", "int", "float", "bool", "ints", "strs", "table")
 
 
 def option(
@@ -61,6 +61,10 @@ def check_value(where: str, value: Any, meta: dict) -> Any:
             raise _bad(where, "a non-empty string", value)
         if choices is not None and value not in choices:
             raise ConfigError(f"config field {where}: unknown value {value!r}; use one of {', '.join(choices)}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _bad(where, "true or false", value)
         return value
     if kind in ("int", "float"):
         ok = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
@@ -164,7 +168,7 @@ def add_flags(parser: argparse.ArgumentParser, sections: list[type[Section]]) ->
             else:
                 shown = "unset by default" if default is None else f"default {_show(default)}"
             choices = f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""
-            metavar = {"int": "N", "float": "X", "ints": "N,N", "strs": "A,B"}.get(meta["kind"], "TEXT")
+            metavar = {"int": "N", "float": "X", "bool": "true|false", "ints": "N,N", "strs": "A,B"}.get(meta["kind"], "TEXT")
             group.add_argument(flag_name(cls.SECTION, f.name), dest=_dest(cls.SECTION, f.name), metavar=metavar,
                                default=None, help=f"{meta['help']} ({shown}{choices})".replace("%", "%%"))
 
@@ -176,6 +180,10 @@ def _show(value: Any) -> str:
 
 
 def _from_text(where: str, text: str, kind: str) -> Any:
+    if kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise ConfigError(f"option {where}: {text!r} is not true or false")
+        return text.lower() == "true"
     try:
         if kind == "int":
             return int(text)
