@@ -347,8 +347,8 @@ def test_a_responses_file_replaces_generation(study, tmp_path):
     _write_config(tmp_path / "s.toml", """
 models = [{ path = "zoo:thinking", responses = "r.jsonl" }]
 [capture]
-rule = "abs:0.5"
-row_tokens = 4
+rule = "topk:8"
+row_tokens = 8
 [compute]
 ranking = false
 best_of_n = false

@@ -61,13 +61,14 @@ class GenerationSection(Section):
     seed: int = option(0, kind="int", minimum=0, help="each problem's sampling RNG derives from it and the problem id")
     batch_size: int = option(8, kind="int", minimum=1, help="sequences per generate call")
     chat_template: bool = option(False, kind="bool", help="wrap prompts in the tokenizer's chat template")
+    batch_problems: int = option(1, kind="int", minimum=1, help="problems per generate call, each row sampled from its own seeded generator")
     shard_size: int = option(16, kind="int", minimum=1, help="with --ray: prompts per shard")
 
     def generation_config(self):
         from ..generation import GenerationConfig
 
         return GenerationConfig(self.samples, self.temperature, self.top_p, self.max_new_tokens, self.seed,
-                                self.batch_size, self.chat_template)
+                                self.batch_size, self.chat_template, self.batch_problems)
 
 
 @dataclass(frozen=True)
