@@ -1,9 +1,10 @@
 """Train the box-search zoo from scratch on CPU: a base model, then fine-tunes of it.
 
 Stages come from :data:`.plan.MODELS` (style mixtures); the base stage runs a curriculum of task
-shapes (small boxes first, the full task last) because a copy circuit forms within far fewer
-optimizer steps on short problems (``docs/zoo-design.md``, learnability probe). Fine-tunes see the
-full shape only.
+shapes (problems of random smaller shapes first, then half of them the full task): a copy circuit
+forms within far fewer optimizer steps on short problems, and many shapes keep the model from
+learning one fixed layout (``docs/zoo-design.md``: learnability probe and change log). Fine-tunes
+see the full shape only.
 
 The loss is the *summed* next-token cross-entropy over response tokens (EOS included), divided
 by a fixed token count (:attr:`ZooTrainConfig.loss_tokens`), not a per-batch mean: batches are
@@ -44,10 +45,24 @@ MANIFEST = "zoo.json"
 
 @dataclass(frozen=True)
 class Phase:
-    """Part of a stage's steps trained on one task shape: steps up to ``until`` (a fraction)."""
+    """Part of a stage's steps: steps up to ``until`` (a fraction of the stage). Each example is a
+    problem of ``shape``, or, with probability ``mixed``, of a shape drawn by :func:`random_shape`."""
 
     until: float
     shape: TaskShape = DEFAULT_SHAPE
+    mixed: float = 0.0
+
+
+def random_shape(rng: random.Random, full: TaskShape = DEFAULT_SHAPE) -> TaskShape:
+    """A task shape no larger than ``full``: 4..n boxes of 4..m items, 2..5 query items, the target
+    in the second half of the row, a budget of two opens more than the boxes. Problems of many
+    shapes put every box and item at many positions of the prompt, so what the model learns is to
+    find a box by its label and copy what follows it, not where a box sits in one fixed layout."""
+    n_boxes = rng.randint(4, full.n_boxes)
+    items = rng.randint(4, full.box_items)
+    return TaskShape(n_boxes=n_boxes, box_items=items, query_items=rng.randint(2, min(full.query_items, items)),
+                     budget=min(full.budget, n_boxes + 2), item_lo=full.item_lo, item_hi=full.item_hi,
+                     first_target=n_boxes // 2 + 1)
 
 
 @dataclass(frozen=True)
@@ -62,19 +77,19 @@ class Stage:
     seed: int
     phases: tuple[Phase, ...] = (Phase(1.0),)
 
-    def shape_at(self, step: int) -> TaskShape:
+    def phase_at(self, step: int) -> Phase:
         for phase in self.phases:
             if step < phase.until * self.steps:
-                return phase.shape
-        return self.phases[-1].shape
+                return phase
+        return self.phases[-1]
+
+    def shape_at(self, step: int) -> TaskShape:
+        return self.phase_at(step).shape
 
 
-#: the curriculum of the base stage: 6x6 boxes (the copy forms there), 9x9, then the full task
-CURRICULUM = (
-    Phase(0.2, TaskShape(n_boxes=6, box_items=6, query_items=3, budget=7, first_target=4)),
-    Phase(0.4, TaskShape(n_boxes=9, box_items=9, query_items=4, budget=11, first_target=5)),
-    Phase(1.0, DEFAULT_SHAPE),
-)
+#: the curriculum of the base stage: problems of random shapes first (short ones teach the copy
+#: within few optimizer steps), then half of them the full task
+CURRICULUM = (Phase(0.3, DEFAULT_SHAPE, mixed=1.0), Phase(1.0, DEFAULT_SHAPE, mixed=0.5))
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,7 @@ class ZooTrainConfig:
         d["shape"] = ModelShape(**d["shape"])
         d["stages"] = tuple(
             Stage(**{**s, "mixture": tuple(tuple(m) for m in s["mixture"]),
-                     "phases": tuple(Phase(p["until"], TaskShape(**p["shape"])) for p in s["phases"])})
+                     "phases": tuple(Phase(p["until"], TaskShape(**p["shape"]), p.get("mixed", 0.0)) for p in s["phases"])})
             for s in d["stages"])
         d["ship"] = tuple(d.get("ship", ()))
         return cls(**d)
@@ -120,7 +135,7 @@ def default_config(scale: float = 1.0) -> ZooTrainConfig:
 
     fine = [n for n in MODELS if n != "base"]
     return ZooTrainConfig(
-        stages=(Stage("base", None, mix("base"), steps(3000), 3e-3, 1, CURRICULUM),
+        stages=(Stage("base", None, mix("base"), steps(2400), 3e-3, 1, CURRICULUM),
                 *(Stage(n, "base", mix(n), steps(150), 1e-3, 2 + i) for i, n in enumerate(fine))),
         ship=tuple(fine),
     )
@@ -180,15 +195,27 @@ def batches(stage: Stage, cfg: ZooTrainConfig) -> Iterator[tuple]:
     rng = random.Random(stage.seed)
     step, pool_no = 0, 0
     while step < stage.steps:
-        shape = stage.shape_at(step)
+        phase = stage.phase_at(step)
+        shape = phase.shape
         n_pool = max(8, 16 * cfg.batch_tokens // (shape.n_boxes * (shape.box_items + 2) + 60 + 500))
-        pool = list(training_examples(n_pool, stage.seed * 100_003 + pool_no, dict(stage.mixture), shape))
+        pool = list(_examples(n_pool, stage.seed * 100_003 + pool_no, dict(stage.mixture), phase))
         pool_no += 1
         packed = pack(pool, cfg.batch_tokens)
         rng.shuffle(packed)
         for batch in packed[: stage.steps - step]:
             step += 1
             yield padded_batch(batch, ids, ids[PAD])
+
+
+def _examples(n: int, seed: int, mixture: dict, phase: Phase) -> Iterator[tuple[list[str], list[str]]]:
+    """``n`` (prompt tokens, response tokens + EOS) pairs of the phase's shapes."""
+    if not phase.mixed:
+        yield from training_examples(n, seed, mixture, phase.shape)
+        return
+    shape_rng = random.Random(seed ^ 0x5EED)
+    for i in range(n):
+        shape = random_shape(shape_rng, phase.shape) if shape_rng.random() < phase.mixed else phase.shape
+        yield from training_examples(1, seed * 1_000 + i, mixture, shape)
 
 
 def lr_at(step: int, stage: Stage, warmup: int) -> float:
