@@ -15,7 +15,7 @@ from nex_interp.zoo import MIXTURE_FAMILY, WEIGHTS_DIR, ZOO_MODELS, zoo_model_di
 from nex_interp.zoo.plan import ModelShape  # noqa: E402
 from nex_interp.zoo.task import TaskShape, generate_problems  # noqa: E402
 from nex_interp.zoo.train import (  # noqa: E402
-    CURRICULUM, Phase, Stage, ZooTrainConfig, batches, default_config, greedy_eval, pack, train_zoo, verify_zoo,
+    BASE, CURRICULUM, Phase, Stage, ZooTrainConfig, batches, default_config, greedy_eval, pack, train_zoo, verify_zoo,
 )
 
 SMALL = TaskShape(n_boxes=4, box_items=4, query_items=2, budget=5, first_target=3)
@@ -90,8 +90,9 @@ def test_pack_keeps_every_example_within_the_budget():
 def test_default_config_trains_every_planned_model_from_one_base():
     cfg = default_config()
     assert [s.name for s in cfg.stages][0] == "base" and cfg.stages[0].phases == CURRICULUM
-    assert all(s.init == "base" for s in cfg.stages[1:])
-    assert set(cfg.ship) == set(ZOO_MODELS) and "base" not in cfg.ship
+    assert cfg.stages[1].name == BASE and cfg.stages[1].init == "base"
+    assert all(s.init == BASE for s in cfg.stages[2:])
+    assert set(cfg.ship) == set(ZOO_MODELS) and {"base", BASE}.isdisjoint(cfg.ship)
     assert ZooTrainConfig.from_dict(cfg.to_dict()) == cfg
 
 

@@ -87,6 +87,10 @@ class Stage:
         return self.phase_at(step).shape
 
 
+#: the stage every fine-tune starts from: ``base`` continued with a fresh learning-rate schedule
+#: (the copy of box records began to form late in ``base``'s decay: docs/zoo-design.md, change log)
+BASE = "base2"
+
 #: the curriculum of the base stage: problems of random shapes first (short ones teach the copy
 #: within few optimizer steps), then half of them the full task
 CURRICULUM = (Phase(0.3, DEFAULT_SHAPE, mixed=1.0), Phase(1.0, DEFAULT_SHAPE, mixed=0.5))
@@ -136,8 +140,10 @@ def default_config(scale: float = 1.0) -> ZooTrainConfig:
     fine = [n for n in MODELS if n != "base"]
     return ZooTrainConfig(
         stages=(Stage("base", None, mix("base"), steps(2400), 3e-3, 1, CURRICULUM),
-                *(Stage(n, "base", mix(n), steps(150), 1e-3, 2 + i) for i, n in enumerate(fine))),
+                Stage(BASE, "base", mix("base"), steps(2000), 2e-3, 8, CURRICULUM[-1:]),
+                *(Stage(n, BASE, mix(n), steps(150), 1e-3, 2 + i) for i, n in enumerate(fine))),
         ship=tuple(fine),
+        eval_problems=100,
     )
 
 
