@@ -22,8 +22,10 @@ class DemoConfig(DictConfig):
     rule:               the capture's activation rule, chosen from the novelty precondition on the
                         base model's reference traces before any NEX run (docs/zoo.md).
     attention:          the capture pass's attention (``nex capture``'s default, "sdpa").
-    batch_size:         rows per generate call (``batch_size // samples`` problems, each row sampled
-                        from its own seeded generator: :mod:`nex_interp.generation`) and per capture batch.
+    batch_size:         responses per capture batch.
+    generate_rows:      rows per generate call (``generate_rows // samples`` problems, each row sampled
+                        from its own seeded generator: :mod:`nex_interp.generation`); a small model's
+                        decoding costs per step, not per row.
     high_entropy_quantile: a row is high-entropy when its mean next-token entropy exceeds this
                         quantile of all rows of all merge variants (one threshold for the family).
     boundary_tolerance: tokens within which an HMM phase boundary matches a generator boundary.
@@ -41,6 +43,7 @@ class DemoConfig(DictConfig):
     row_tokens: int = 8
     rule: str = "topk:8"
     batch_size: int = 64
+    generate_rows: int = 192
     attention: str = "sdpa"
     high_entropy_quantile: float = 0.8
     boundary_tolerance: int = 2

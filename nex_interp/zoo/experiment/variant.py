@@ -63,7 +63,7 @@ def sample_responses(model, problems: list[Problem], cfg: DemoConfig, path: Path
     rows = generate_responses(
         model, prompts, samples=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p,
         max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size, progress=False,
-        batch_problems=max(1, cfg.batch_size // cfg.samples),
+        batch_problems=max(1, cfg.generate_rows // cfg.samples),
     )
     with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
