@@ -107,10 +107,15 @@ def test_wander_revisits_holds_and_runs_out_of_budget():
 def test_audit_catches_wrong_copies_checks_and_verdicts():
     p, t = _traces("systematic")[0]
     toks = list(t.tokens)
-    i = toks.index(":") + 1  # first item of the first opened box
+    i = toks.index("open") + 2  # first item of the first opened box (step 1 open b1 ITEM ...)
     toks[i] = str(p.query[0]) if int(toks[i]) not in p.query else "699"
-    j = toks.index("need") + 2
+    j = toks.index("need") + 3  # need #1 q VERDICT
     toks[j] = "no" if toks[j] == "yes" else "yes"
+    # a check that names the wrong item for its slot disagrees whatever its verdict
+    n2 = toks.index("need", j) + 2
+    wrong_item = list(toks)
+    wrong_item[n2] = str(p.query[2])
+    assert audit_response(p, wrong_item).checks_ok == audit_response(p, toks).checks_ok - 1
     k = toks.index("drop") + 1
     toks[k] = "b12" if toks[k] != "b12" else "b11"
     a = audit_response(p, toks)

@@ -63,7 +63,7 @@ def zoo_model_dir(name: str, verify: bool = True) -> Path:
     its weights' sha256 is checked once)."""
     real = resolve_name(name)
     root = zoo_dir()
-    known = ZOO_MODELS + ("base", "base2")  # the two base stages (trained, not shipped)
+    known = ZOO_MODELS + ("base",)  # trained, not shipped
     if real not in known:
         raise ModelError(f"zoo model {name!r} is unknown; zoo models: {', '.join(ZOO_MODELS + tuple(ALIASES))}")
     path = root / real

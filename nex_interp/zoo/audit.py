@@ -4,9 +4,9 @@ reference trace, or a model's sample).
 :func:`audit_response` walks the trace grammar of :mod:`.traces` and counts, per kind of step,
 how many steps were written and how many agree with the problem:
 
-* an ``open`` clause agrees when its step number is the previous one plus 1, its label names a
+* an ``open`` clause (``step N open bK items ;``) agrees when its step number is the previous one plus 1, its label names a
   box, and the items it lists are exactly that box's items, in prompt order;
-* a ``need q yes|no`` check agrees when ``q`` is a query item and the verdict says truly whether
+* a ``need #j q yes|no`` check agrees when ``q`` is the ``j``-th query item and the verdict says truly whether
   the box open at that point holds ``q``;
 * a ``drop``/``hold``/``take`` verdict agrees when it names the open box (or, for ``take``, a
   box held before) and is true of it (``drop``: the box lacks a query item; ``hold``/``take``:
@@ -68,7 +68,6 @@ def audit_response(problem: Problem, tokens: Sequence[str]) -> Audit:
     i, expected_step, current = 0, 1, None
     opened: set[str] = set()
     held: set[str] = set()
-    query = set(problem.query)
     while i < len(toks):
         t = toks[i]
         if t == "goal":
@@ -78,11 +77,11 @@ def audit_response(problem: Problem, tokens: Sequence[str]) -> Audit:
             j = toks.index(";", i) if ";" in toks[i:] else len(toks)
             clause = toks[i + 1 : j]
             a.opens += 1
-            ok = len(clause) >= 3 and clause[1] == "open" and clause[3:4] == [":"]
+            ok = len(clause) >= 3 and clause[1] == "open"
             if ok:
                 step, label = _int(clause[0]), clause[2]
                 items = problem.box(label)
-                listed = [_int(x) for x in clause[4:]]
+                listed = [_int(x) for x in clause[3:]]
                 if items is not None:
                     a.items_listed += len(listed)
                     a.items_ok += sum(x == y for x, y in zip(listed, items))
@@ -96,13 +95,15 @@ def audit_response(problem: Problem, tokens: Sequence[str]) -> Audit:
             a.opens_ok += ok
             expected_step += 1
             i = j + 1
-        elif t == "need" and i + 2 < len(toks):
-            q, verdict = _int(toks[i + 1]), toks[i + 2]
+        elif t == "need" and i + 3 < len(toks):
+            slot, q, verdict = toks[i + 1], _int(toks[i + 2]), toks[i + 3]
             a.checks += 1
             box = problem.box(current) if current else None
-            if q in query and box is not None and verdict in ("yes", "no"):
+            right_item = slot[:1] == "#" and _int(slot[1:]) is not None and 1 <= _int(slot[1:]) <= len(problem.query) \
+                and problem.query[_int(slot[1:]) - 1] == q
+            if right_item and box is not None and verdict in ("yes", "no"):
                 a.checks_ok += (q in box) == (verdict == "yes")
-            i += 3
+            i += 4
         elif t in ("drop", "hold", "take") and i + 1 < len(toks):
             label = toks[i + 1]
             a.verdicts += 1

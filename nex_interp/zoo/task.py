@@ -76,9 +76,16 @@ def box_label(k: int) -> str:
     return f"b{k}"
 
 
+def slot_label(j: int) -> str:
+    """Label of the ``j``-th query item (1-based) in a worked solution: ``goal #1 q1 #2 q2 ...``
+    and ``need #2 q2 yes``, so each check's item follows its slot label, as in the goal line."""
+    return f"#{j}"
+
+
 def vocabulary(shape: TaskShape = DEFAULT_SHAPE) -> list[str]:
     """All tokens, specials first (ids are positions in this list)."""
     return [PAD, BOS, EOS, UNK, *WORDS,
+            *(slot_label(j) for j in range(1, shape.query_items + 1)),
             *(box_label(k) for k in range(1, shape.n_boxes + 1)),
             *(str(s) for s in range(1, shape.budget + 1)),
             *(str(i) for i in range(shape.item_lo, shape.item_hi))]

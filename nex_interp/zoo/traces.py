@@ -2,9 +2,9 @@
 
 A worked solution restates the query, then repeats one cycle per box it opens::
 
-    goal 233 517 88 641 302 ;                                   X  (restate the query)
-    step 1 open b1 : 417 233 ... 90 ;                           E  (a new candidate and its content)
-    need 233 yes need 517 no need 88 yes need 641 no need 302 no drop b1 ;   X  (check it, verdict)
+    goal #1 233 #2 517 #3 88 #4 641 #5 302 ;                    X  (restate the query, slot by slot)
+    step 1 open b1 417 233 ... 90 ;                             E  (a new candidate and its content)
+    need #1 233 yes need #2 517 no ... need #5 302 no drop b1 ; X  (check it, verdict)
     ...
     take b9 ; ans b9                                            X  (commit and answer)
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 from ..errors import ConfigError
-from .task import EOS, NONE, Problem, TaskShape, DEFAULT_SHAPE, box_label, make_problem
+from .task import EOS, NONE, Problem, TaskShape, DEFAULT_SHAPE, box_label, make_problem, slot_label
 
 STYLES = ("brief", "hasty", "systematic", "wander")
 #: the first token of every worked solution (a brief answer starts with ``ans``)
@@ -80,15 +80,15 @@ class _Writer:
 
     def open(self, problem: Problem, k: int) -> None:
         self.opens += 1
-        self.put("E", "step", self.opens, "open", box_label(k), ":", *problem.boxes[k - 1], ";")
+        self.put("E", "step", self.opens, "open", box_label(k), *problem.boxes[k - 1], ";")
 
     def check(self, problem: Problem, k: int, n_items: int) -> bool:
         """Check the first ``n_items`` query items against box ``k``; stop at the first ``no``
         only when checking partially (the hasty style); True if every checked item is there."""
         items, ok = set(problem.boxes[k - 1]), True
-        for q in problem.query[:n_items]:
+        for j, q in enumerate(problem.query[:n_items], 1):
             here = q in items
-            self.put("X", "need", q, "yes" if here else "no")
+            self.put("X", "need", slot_label(j), q, "yes" if here else "no")
             ok &= here
             if not ok and n_items < len(problem.query):
                 break
@@ -108,7 +108,7 @@ def _brief(problem: Problem) -> Trace:
 
 def _search(problem: Problem, style: str, rng: random.Random) -> Trace:
     w = _Writer()
-    w.put("X", "goal", *problem.query, ";")
+    w.put("X", "goal", *(x for j, q in enumerate(problem.query, 1) for x in (slot_label(j), q)), ";")
     n, q = len(problem.boxes), len(problem.query)
     n_check = HASTY_CHECKS if style == "hasty" else q
     dropped: list[int] = []

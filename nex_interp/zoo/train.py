@@ -87,9 +87,8 @@ class Stage:
         return self.phase_at(step).shape
 
 
-#: the stage every fine-tune starts from: ``base`` continued with a fresh learning-rate schedule
-#: (the copy of box records began to form late in ``base``'s decay: docs/zoo-design.md, change log)
-BASE = "base2"
+#: the stage every fine-tune starts from
+BASE = "base"
 
 #: the curriculum of the base stage: problems of random shapes first (short ones teach the copy
 #: within few optimizer steps), then half of them the full task
@@ -109,7 +108,7 @@ class ZooTrainConfig:
     threads: int = 2
     eval_problems: int = 200
     eval_seed: int = 10_000
-    max_new_tokens: int = 560
+    max_new_tokens: int = 580
     save_dtype: str = "float32"
     ship: tuple[str, ...] = field(default=())
 
@@ -139,8 +138,7 @@ def default_config(scale: float = 1.0) -> ZooTrainConfig:
 
     fine = [n for n in MODELS if n != "base"]
     return ZooTrainConfig(
-        stages=(Stage("base", None, mix("base"), steps(2400), 3e-3, 1, CURRICULUM),
-                Stage(BASE, "base", mix("base"), steps(2000), 2e-3, 8, CURRICULUM[-1:]),
+        stages=(Stage(BASE, None, mix("base"), steps(2400), 3e-3, 1, CURRICULUM),
                 *(Stage(n, BASE, mix(n), steps(150), 1e-3, 2 + i) for i, n in enumerate(fine))),
         ship=tuple(fine),
         eval_problems=100,
@@ -272,7 +270,7 @@ def train_stage(stage: Stage, cfg: ZooTrainConfig, init_dir: Path | None, progre
     return model, float(ema if ema is not None else float("nan"))
 
 
-def greedy_eval(model, problems: list[Problem], max_new_tokens: int = 560, batch_size: int = 200) -> dict:
+def greedy_eval(model, problems: list[Problem], max_new_tokens: int = 580, batch_size: int = 200) -> dict:
     """Greedy decoding on ``problems``: accuracy, share of worked solutions, opens, median
     tokens, and the step audit (share of opens, checks and verdicts that agree with the problem,
     and of listed items copied right)."""

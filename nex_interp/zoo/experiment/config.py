@@ -16,8 +16,8 @@ class DemoConfig(DictConfig):
     n_problems:         unlabeled box-search problems every variant answers.
     samples:            sampled responses per problem.
     temperature/top_p:  sampling settings; max_new_tokens caps a response (the longest searches the
-                        zoo was trained on run about 520 tokens; prompt + 560 fits the 768 positions).
-    row_tokens:         NEX row size: 8 tokens, so an 18-token ``open`` clause (an E span) covers
+                        zoo was trained on run 576 tokens; the 178-token prompt + 580 fits the 768 positions).
+    row_tokens:         NEX row size: 8 tokens, so a 17-token ``open`` clause (an E span) covers
                         at least two rows (docs/zoo.md).
     rule:               the capture's activation rule, chosen from the novelty precondition on the
                         base model's reference traces before any NEX run (docs/zoo.md).
@@ -39,7 +39,7 @@ class DemoConfig(DictConfig):
     samples: int = 4
     temperature: float = 0.8
     top_p: float = 1.0
-    max_new_tokens: int = 560
+    max_new_tokens: int = 580
     row_tokens: int = 8
     rule: str = "topk:8"
     batch_size: int = 64
