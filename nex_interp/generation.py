@@ -95,22 +95,11 @@ def generate_problem(model: "LoadedModel", prompt_row: dict, config: GenerationC
     """All ``config.samples`` responses to one normalised prompt row."""
     import torch
 
-    tok = model.tokenizer
-    ids = encode_prompt(tok, prompt_row["prompt"], config.chat_template)
-    if len(ids) + config.max_new_tokens > model.n_ctx:
-        raise ConfigError(
-            f"prompt {prompt_row['problem_id']!r} has {len(ids)} tokens; with --max-new-tokens {config.max_new_tokens} "
-            f"it exceeds the model's context of {model.n_ctx}: lower --max-new-tokens"
-        )
-    eos = model.hf_model.generation_config.eos_token_id
-    if eos is None:
-        eos = tok.eos_token_id
-    eos_set = set(eos if isinstance(eos, list) else [eos]) - {None}
-    pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos_set), 0)
+    ids = _encode_checked(model, prompt_row, config)
+    eos_set, pad = _stop_tokens(model)
     device = model.device
     torch.manual_seed(_problem_seed(config.seed, prompt_row["problem_id"]))
     rows = []
-    extra = {k: v for k, v in prompt_row.items() if k not in OUTPUT_FIELDS}
     for start in range(0, config.samples, config.batch_size):
         n = min(config.batch_size, config.samples - start)
         input_ids = torch.tensor([ids] * n, dtype=torch.long, device=device)
@@ -123,27 +112,44 @@ def generate_problem(model: "LoadedModel", prompt_row: dict, config: GenerationC
         with torch.inference_mode():
             out = model.hf_model.generate(input_ids=input_ids, attention_mask=attn, **kwargs)
         new = out[:, input_ids.shape[1]:].cpu().tolist()
-        for j, seq in enumerate(new):
-            finish = "length"
-            for k, t in enumerate(seq):
-                if t in eos_set:
-                    seq, finish = seq[:k], "stop"
-                    break
-            sample = start + j
-            rows.append(
-                {
-                    "id": f"{prompt_row['problem_id']}:{sample}",
-                    "problem_id": prompt_row["problem_id"],
-                    "sample": sample,
-                    "prompt": prompt_row["prompt"],
-                    "response": tok.decode(seq, skip_special_tokens=True),
-                    **extra,
-                    "chat_template": config.chat_template,
-                    "n_response_tokens": len(seq),
-                    "finish_reason": finish,
-                }
-            )
+        rows.extend(_response_row(model, prompt_row, start + j, seq, eos_set, config) for j, seq in enumerate(new))
     return rows
+
+
+def _encode_checked(model: "LoadedModel", prompt_row: dict, config: GenerationConfig) -> list[int]:
+    """The prompt's token ids; a one-line error when it and the new tokens exceed the context."""
+    ids = encode_prompt(model.tokenizer, prompt_row["prompt"], config.chat_template)
+    if len(ids) + config.max_new_tokens > model.n_ctx:
+        raise ConfigError(
+            f"prompt {prompt_row['problem_id']!r} has {len(ids)} tokens; with --max-new-tokens {config.max_new_tokens} "
+            f"it exceeds the model's context of {model.n_ctx}: lower --max-new-tokens"
+        )
+    return ids
+
+
+def _stop_tokens(model: "LoadedModel") -> tuple[set[int], int]:
+    """(EOS ids, pad id) of the model's generation config and tokenizer."""
+    tok = model.tokenizer
+    eos = model.hf_model.generation_config.eos_token_id
+    if eos is None:
+        eos = tok.eos_token_id
+    eos_set = set(eos if isinstance(eos, list) else [eos]) - {None}
+    pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos_set), 0)
+    return eos_set, pad
+
+
+def _response_row(model: "LoadedModel", prompt_row: dict, sample: int, seq: list[int], eos_set: set[int],
+                  config: GenerationConfig) -> dict:
+    """One output row: the new tokens up to the first EOS, decoded, with the prompt row's fields."""
+    finish = "length"
+    for k, t in enumerate(seq):
+        if t in eos_set:
+            seq, finish = seq[:k], "stop"
+            break
+    extra = {k: v for k, v in prompt_row.items() if k not in OUTPUT_FIELDS}
+    return {"id": f"{prompt_row['problem_id']}:{sample}", "problem_id": prompt_row["problem_id"], "sample": sample,
+            "prompt": prompt_row["prompt"], "response": model.tokenizer.decode(seq, skip_special_tokens=True), **extra,
+            "chat_template": config.chat_template, "n_response_tokens": len(seq), "finish_reason": finish}
 
 
 class RowSampler:
@@ -181,19 +187,8 @@ def generate_group(model: "LoadedModel", prompt_rows: list[dict], config: Genera
     import torch
     from transformers import LogitsProcessorList
 
-    tok = model.tokenizer
-    encoded = [encode_prompt(tok, r["prompt"], config.chat_template) for r in prompt_rows]
-    for r, ids in zip(prompt_rows, encoded):
-        if len(ids) + config.max_new_tokens > model.n_ctx:
-            raise ConfigError(
-                f"prompt {r['problem_id']!r} has {len(ids)} tokens; with --max-new-tokens {config.max_new_tokens} "
-                f"it exceeds the model's context of {model.n_ctx}: lower --max-new-tokens"
-            )
-    eos = model.hf_model.generation_config.eos_token_id
-    if eos is None:
-        eos = tok.eos_token_id
-    eos_set = set(eos if isinstance(eos, list) else [eos]) - {None}
-    pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos_set), 0)
+    encoded = [_encode_checked(model, r, config) for r in prompt_rows]
+    eos_set, pad = _stop_tokens(model)
     width = max(len(ids) for ids in encoded)
     jobs = [(r, ids, s) for r, ids in zip(prompt_rows, encoded) for s in range(config.samples)]
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids, _ in jobs], dtype=torch.long, device=model.device)
@@ -205,18 +200,8 @@ def generate_group(model: "LoadedModel", prompt_rows: list[dict], config: Genera
         kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, config.temperature, config.top_p)])
     with torch.inference_mode():
         out = model.hf_model.generate(input_ids=input_ids, attention_mask=attn, **kwargs)
-    rows = []
-    for (r, _, sample), seq in zip(jobs, out[:, width:].cpu().tolist()):
-        finish = "length"
-        for k, t in enumerate(seq):
-            if t in eos_set:
-                seq, finish = seq[:k], "stop"
-                break
-        extra = {k: v for k, v in r.items() if k not in OUTPUT_FIELDS}
-        rows.append({"id": f"{r['problem_id']}:{sample}", "problem_id": r["problem_id"], "sample": sample,
-                     "prompt": r["prompt"], "response": tok.decode(seq, skip_special_tokens=True), **extra,
-                     "chat_template": config.chat_template, "n_response_tokens": len(seq), "finish_reason": finish})
-    return rows
+    return [_response_row(model, r, sample, seq, eos_set, config)
+            for (r, _, sample), seq in zip(jobs, out[:, width:].cpu().tolist())]
 
 
 def _generate_rows(model: "LoadedModel", rows: list[dict], config: GenerationConfig, progress: bool) -> Iterator[list[dict]]:
