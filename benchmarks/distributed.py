@@ -95,7 +95,7 @@ def main() -> int:
     ap.add_argument("--solutions", type=int, default=1, help="worked solutions per response")
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local cluster and torch threads of one process")
     ap.add_argument("--shard-size", type=int, default=64)
-    ap.add_argument("--row-tokens", type=int, default=2, help="the zoo's row size (docs/zoo.md)")
+    ap.add_argument("--row-tokens", type=int, default=8, help="the zoo's row size (docs/zoo.md)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
