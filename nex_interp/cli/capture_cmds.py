@@ -77,13 +77,7 @@ def register(sub) -> None:
     c.add_argument("--no-token-stats", action="store_true", help="skip per-token entropy/log-prob stats (stops after the last layer)")
     c.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="continue an existing cache (default: yes)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r = c.add_argument_group("distributed (docs/distributed.md; needs the [distributed] extra)")
-    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="capture on Ray, into a sharded cache: no ADDRESS starts a local cluster sized to the machine; "
-                        "'auto' or host:port joins a running one (as $RAY_ADDRESS does)")
-    r.add_argument("--workers", type=int, default=1, help="Ray workers (default 1)")
-    r.add_argument("--gpus-per-worker", type=float, default=None, help="GPUs per worker (default: 1 where the cluster has GPUs, else 0)")
-    r.add_argument("--shard-size", type=int, default=64, help="responses per shard (default 64)")
+    add_ray_args(c, "responses per shard (default 64)", 64)
     c.set_defaults(func=cmd_capture)
 
 
