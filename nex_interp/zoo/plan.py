@@ -28,6 +28,10 @@ class ModelShape:
     max_positions: int = 768
 
 
+#: new tokens a zoo response may take: the longest reference search (wander, 14 opens) is 576
+#: tokens plus EOS, and the 178-token prompt + 580 fits the models' 768 positions
+MAX_NEW_TOKENS = 580
+
 #: model -> style mixture of its training data (shares of brief/hasty/systematic/wander)
 MODELS: dict[str, dict[str, float]] = {
     "base": {"brief": 0.2, "hasty": 0.15, "systematic": 0.45, "wander": 0.2},

@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..hashing import sha256_file
 from ..provenance import record
 from .audit import audit_response
-from .plan import MODELS, ModelShape
+from .plan import MAX_NEW_TOKENS, MODELS, ModelShape
 from .task import BOS, DEFAULT_SHAPE, EOS, PAD, Problem, TaskShape, generate_problems, vocabulary
 from .traces import training_examples
 
@@ -108,7 +108,7 @@ class ZooTrainConfig:
     threads: int = 2
     eval_problems: int = 200
     eval_seed: int = 10_000
-    max_new_tokens: int = 580
+    max_new_tokens: int = MAX_NEW_TOKENS
     save_dtype: str = "float32"
     ship: tuple[str, ...] = field(default=())
 
@@ -270,7 +270,7 @@ def train_stage(stage: Stage, cfg: ZooTrainConfig, init_dir: Path | None, progre
     return model, float(ema if ema is not None else float("nan"))
 
 
-def greedy_eval(model, problems: list[Problem], max_new_tokens: int = 580, batch_size: int = 200) -> dict:
+def greedy_eval(model, problems: list[Problem], max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 200) -> dict:
     """Greedy decoding on ``problems``: accuracy, share of worked solutions, opens, median
     tokens, and the step audit (share of opens, checks and verdicts that agree with the problem,
     and of listed items copied right)."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ...config_dict import DictConfig
 from ...errors import ConfigError
+from ..plan import MAX_NEW_TOKENS
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class DemoConfig(DictConfig):
     samples: int = 4
     temperature: float = 0.8
     top_p: float = 1.0
-    max_new_tokens: int = 580
+    max_new_tokens: int = MAX_NEW_TOKENS
     row_tokens: int = 8
     rule: str = "topk:8"
     batch_size: int = 64
