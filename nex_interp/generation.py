@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from . import decoding
 from .config_dict import DictConfig
 from .errors import ConfigError
 from .jsonl import InputError
@@ -166,7 +167,7 @@ class RowSampler:
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.temperature, self.top_p = temperature, top_p
 
-    def __call__(self, input_ids, scores):
+    def _probs(self, scores):
         import torch
 
         probs = torch.softmax(scores.float().cpu() / self.temperature, dim=-1)
@@ -175,15 +176,28 @@ class RowSampler:
             drop = sorted_p.cumsum(-1) - sorted_p >= self.top_p  # keep the smallest prefix reaching top_p
             sorted_p[drop] = 0.0
             probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+        return probs
+
+    def draw(self, scores, rows: list[int]) -> list[int]:
+        """One token for each of ``rows`` (row numbers), from ``scores`` (one line per row)."""
+        import torch
+
+        probs = self._probs(scores)
+        return [int(torch.multinomial(probs[i], 1, generator=self.generators[r])) for i, r in enumerate(rows)]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
         out = torch.full_like(scores, float("-inf"))
-        for i, g in enumerate(self.generators):
-            out[i, int(torch.multinomial(probs[i], 1, generator=g))] = 0.0
+        for i, t in enumerate(self.draw(scores, list(range(len(self.generators))))):
+            out[i, t] = 0.0
         return out
 
 
 def generate_group(model: "LoadedModel", prompt_rows: list[dict], config: GenerationConfig) -> list[dict]:
-    """All ``config.samples`` responses to each of several normalised prompt rows, in one
-    left-padded ``generate`` call (rows sampled by :class:`RowSampler`, or greedily)."""
+    """All ``config.samples`` responses to each of several normalised prompt rows, in one batch
+    (rows sampled by :class:`RowSampler`, or greedily): by :func:`nex_interp.decoding.decode`
+    for the models it supports (Qwen3, the zoo's), else one left-padded ``generate`` call."""
     import torch
     from transformers import LogitsProcessorList
 
@@ -191,12 +205,20 @@ def generate_group(model: "LoadedModel", prompt_rows: list[dict], config: Genera
     eos_set, pad = _stop_tokens(model)
     width = max(len(ids) for ids in encoded)
     jobs = [(r, ids, s) for r, ids in zip(prompt_rows, encoded) for s in range(config.samples)]
+    seeds = [_problem_seed(config.seed, f"{r['problem_id']}\x00{s}") for r, _, s in jobs]
+    if decoding.supported(model.hf_model):
+        if config.temperature > 0:
+            pick = RowSampler(seeds, config.temperature, config.top_p).draw
+        else:
+            def pick(logits, rows):
+                return logits.argmax(-1).tolist()
+        seqs = decoding.decode(model.hf_model, encoded, config.samples, config.max_new_tokens, eos_set, pick, pad)
+        return [_response_row(model, r, sample, seq, eos_set, config) for (r, _, sample), seq in zip(jobs, seqs)]
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids, _ in jobs], dtype=torch.long, device=model.device)
     attn = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for _, ids, _ in jobs], dtype=torch.long, device=model.device)
     kwargs = dict(max_new_tokens=config.max_new_tokens, pad_token_id=pad, eos_token_id=sorted(eos_set) or None,
                   do_sample=False, temperature=None, top_p=None, top_k=None)
     if config.temperature > 0:
-        seeds = [_problem_seed(config.seed, f"{r['problem_id']}\x00{s}") for r, _, s in jobs]
         kwargs["logits_processor"] = LogitsProcessorList([RowSampler(seeds, config.temperature, config.top_p)])
     with torch.inference_mode():
         out = model.hf_model.generate(input_ids=input_ids, attention_mask=attn, **kwargs)

@@ -129,3 +129,20 @@ def test_zoo_models_load_through_the_project_loader():
 
     m = load_model("zoo:thinking")
     assert m.n_layers == 4 and m.d_mlp == 1024
+
+
+def test_manifests_without_the_window_fields_keep_their_stages():
+    """zoo.json files written before ModelShape had local_layers/sliding_window were trained with
+    their defaults: the shared settings still match, so no stage is retrained for that reason."""
+    from nex_interp.zoo.train import _shared, hf_config
+
+    cfg = default_config().to_dict()
+    old = json.loads(json.dumps(cfg))
+    for key in ("local_layers", "sliding_window"):
+        old["shape"].pop(key)
+    assert _shared(old) == _shared(cfg)
+    windowed = json.loads(json.dumps(cfg))
+    windowed["shape"]["local_layers"] = [0]
+    assert _shared(windowed) != _shared(cfg)
+    assert hf_config(ZooTrainConfig.from_dict(windowed).shape).layer_types[:2] == ["sliding_attention", "full_attention"]
+    assert getattr(hf_config(default_config().shape), "sliding_window", None) is None

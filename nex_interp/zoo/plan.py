@@ -26,6 +26,11 @@ class ModelShape:
     n_kv_heads: int = 2
     d_mlp: int = 1024
     max_positions: int = 768
+    #: layers that attend over the last ``sliding_window`` tokens only (a Qwen3 sliding window);
+    #: none in the shipped zoo. An experiment of docs/zoo-design.md (change 7) tried (0, 2) with
+    #: a window of 36, so that a check sees the record just opened and not the previous cycle's.
+    local_layers: tuple[int, ...] = ()
+    sliding_window: int = 36
 
 
 #: new tokens a zoo response may take: the longest reference search (wander, 14 opens) is 576

@@ -118,7 +118,10 @@ class ZooTrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ZooTrainConfig":
         d = dict(d)
-        d["shape"] = ModelShape(**d["shape"])
+        shape = dict(d["shape"])
+        if "local_layers" in shape:
+            shape["local_layers"] = tuple(shape["local_layers"])
+        d["shape"] = ModelShape(**shape)
         d["stages"] = tuple(
             Stage(**{**s, "mixture": tuple(tuple(m) for m in s["mixture"]),
                      "phases": tuple(Phase(p["until"], TaskShape(**p["shape"]), p.get("mixed", 0.0)) for p in s["phases"])})
@@ -150,12 +153,17 @@ def hf_config(shape: ModelShape):
     from transformers import Qwen3Config
 
     vocab = vocabulary()
+    local = [i for i in shape.local_layers if 0 <= i < shape.n_layers]
+    window = {}
+    if local:  # layers of local attention (none in the shipped zoo: its config is Qwen3's default)
+        window = dict(use_sliding_window=True, sliding_window=shape.sliding_window, max_window_layers=shape.n_layers,
+                      layer_types=["sliding_attention" if i in local else "full_attention" for i in range(shape.n_layers)])
     return Qwen3Config(
         vocab_size=len(vocab), hidden_size=shape.d_model, intermediate_size=shape.d_mlp,
         num_hidden_layers=shape.n_layers, num_attention_heads=shape.n_heads,
         num_key_value_heads=shape.n_kv_heads, head_dim=shape.d_model // shape.n_heads,
         max_position_embeddings=shape.max_positions, tie_word_embeddings=True,
-        pad_token_id=vocab.index(PAD), bos_token_id=vocab.index(BOS), eos_token_id=vocab.index(EOS),
+        pad_token_id=vocab.index(PAD), bos_token_id=vocab.index(BOS), eos_token_id=vocab.index(EOS), **window,
     )
 
 
@@ -394,7 +402,10 @@ SHARED = ("shape", "batch_tokens", "loss_tokens", "warmup_steps", "weight_decay"
 
 
 def _shared(config: dict) -> dict:
-    return {k: config.get(k) for k in SHARED}
+    out = {k: config.get(k) for k in SHARED}
+    # a manifest written before a shape field existed was trained with that field's default
+    out["shape"] = {**json.loads(json.dumps(dataclasses.asdict(ModelShape()))), **(out["shape"] or {})}
+    return out
 
 
 def _kept(out: Path, stage: Stage, models: dict) -> bool:
