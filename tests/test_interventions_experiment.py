@@ -12,7 +12,7 @@ import pytest
 
 from nex_interp.interventions.config import load_config, parse_config
 from nex_interp.interventions.preflight import check_before_loading
-from nex_interp.interventions.results import RESULT_COLUMNS, aggregate, paired_row
+from nex_interp.interventions.results import RESULT_COLUMNS, aggregate, contrasts, paired_row
 from nex_interp.errors import ConfigError
 from nex_interp.keys import KeyScheme
 from nex_interp.neuron_weights import NeuronWeights
@@ -169,6 +169,19 @@ def test_paired_bootstrap_and_random_pooling():
     assert rows[("recipient", 0)].delta == 0.0 and rows[("effective", 4)].delta == 0.0
 
 
+def test_effective_is_contrasted_with_random_and_redundant_per_problem():
+    eff = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=float)
+    units = {("effective", 4, None): eff, ("redundant", 4, None): eff,
+             ("random", 4, 0): np.zeros(8), ("random", 4, 1): np.r_[np.ones(4), np.zeros(4)],
+             ("effective", 8, None): eff}  # k = 8 has no other set: no contrast
+    got = {(c.k, c.versus): c for c in contrasts(units, n_boot=500)}
+    assert set(got) == {(4, "random"), (4, "redundant")}
+    rnd = got[(4, "random")]  # per problem: 1 - 0.5 on the first four, 0 - 0 on the rest
+    assert rnd.difference == 0.25 and 0 < rnd.ci_low <= 0.25 <= rnd.ci_high <= 0.5 and rnd.n == 8
+    same = got[(4, "redundant")]
+    assert (same.difference, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
+
+
 # ------------------------------------------------------------------ runs on pico models
 
 
@@ -195,6 +208,9 @@ def test_transplant_experiment_outputs_and_resume(setup, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     summary = json.loads((out / "summary.json").read_text())
     assert summary["provenance"]["command"] == "nex transfer"
+    assert {(c["k"], c["versus"]) for c in summary["contrasts"]} == {(k, v) for k in (4, 24) for v in ("random", "redundant")}
+    for c in summary["contrasts"]:
+        assert c["ci_low"] <= c["difference"] <= c["ci_high"] and c["n"] == 24
     assert summary["provenance"]["config"]["sets"]["k"] == [4, 24]
     assert summary["provenance"]["model"]["recipient"]["d_mlp"] == 48
     assert summary["sets"]["effective/k=24"]["size"] == 24

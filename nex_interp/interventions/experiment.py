@@ -34,7 +34,7 @@ from .config import TransferConfig
 from .evaluate import Evaluation, evaluate, full_sequences
 from .neuron_sets import NeuronSet, random_matched, save_set, top_effective, top_redundant
 from .preflight import check_before_loading, model_spec
-from .results import aggregate, plot_results, write_results_csv
+from .results import aggregate, contrasts, plot_results, write_results_csv
 from .tasks import EvalProblem, get_task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -281,6 +281,7 @@ def write_outputs(cfg: TransferConfig, out: Path, log: ProgressLog, sets: dict[s
         units[(rec["condition"], int(rec["k"]), rec["seed"])] = np.asarray(rec["correct"], dtype=np.float64)
     baseline = units.pop(("recipient", 0, None))
     rows = aggregate(units, baseline, cfg.evaluation.bootstrap)
+    versus = contrasts(units, cfg.evaluation.bootstrap)
     results_csv = out / "results.csv"
     write_results_csv(rows, results_csv)
     plot = out / "dose_response.png"
@@ -308,6 +309,9 @@ def write_outputs(cfg: TransferConfig, out: Path, log: ProgressLog, sets: dict[s
         "random_seeds": per_seed,
         "sets": set_sizes,
         "ci": "percentile bootstrap of delta over problems, paired with the untouched recipient, 95%",
+        "contrasts": [c.__dict__ for c in versus],
+        "contrasts_ci": "effective minus random (seeds averaged per problem) or redundant at the same k: percentile "
+                        "bootstrap of the per-problem difference, 95%",
         "seconds": round(seconds, 1),
         "provenance": prov,
     }

@@ -63,6 +63,38 @@ def aggregate(units: dict[tuple[str, int, int | None], np.ndarray], baseline: np
     return rows
 
 
+@dataclass(frozen=True)
+class Contrast:
+    """The effective set against another set of the same size: the mean per-problem difference in
+    correctness (effective minus ``versus``) with its paired percentile bootstrap interval."""
+
+    k: int
+    versus: str
+    difference: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def contrasts(units: dict[tuple[str, int, int | None], np.ndarray], n_boot: int) -> list[Contrast]:
+    """Effective vs random (seeds averaged per problem) and effective vs redundant, per k: does the
+    effective set move accuracy more than the other sets, problem by problem (the same resample
+    of problems for both arms)."""
+    pooled: dict[tuple[str, int], list[np.ndarray]] = {}
+    for (cond, k, _seed), c in units.items():
+        pooled.setdefault((cond, k), []).append(np.asarray(c, dtype=np.float64))
+    out = []
+    for (cond, k), effs in sorted(pooled.items(), key=lambda kv: kv[0][1]):
+        if cond != "effective":
+            continue
+        eff = np.mean(effs, axis=0)
+        for other in ("random", "redundant"):
+            if (other, k) in pooled:
+                ci = bootstrap_mean_ci(eff - np.mean(pooled[(other, k)], axis=0), n_boot=n_boot)
+                out.append(Contrast(int(k), other, ci.estimate, ci.low, ci.high, int(eff.size)))
+    return out
+
+
 def results_csv_text(rows: list[ResultRow]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
