@@ -186,6 +186,33 @@ def test_generation_loop_matches_hf_generate(pairs, batch, arch):
     assert torch.equal(mine, seq[:, ids.shape[1]:])
 
 
+def test_fast_and_plain_decoding_agree_under_ablation_and_transplant(pairs, batch, monkeypatch):
+    """A Qwen3 model decodes by nex_interp.decoding unless models run in lockstep; the bridge's
+    ablation hooks and transplanted weights act there as in the plain loop."""
+    from nex_interp import decoding
+
+    donor, recipient = pairs["qwen3"]
+    ids, mask = batch
+    pad = recipient.tokenizer.pad_token_id
+    nset = NeuronSet.from_pairs("s", [(L, u) for L in range(recipient.n_layers) for u in range(0, recipient.d_mlp, 2)])
+    assert decoding.supported(recipient.hf_model)
+
+    def both():
+        fast = greedy_generate(recipient, ids, mask, 9, None, pad)
+        with monkeypatch.context() as m:
+            m.setattr(decoding, "supported", lambda hf: False)
+            plain = greedy_generate(recipient, ids, mask, 9, None, pad)
+        assert torch.equal(fast, plain)
+        return fast
+
+    untouched = both()
+    with ablate(recipient, nset, "zero"):
+        ablated = both()
+    with transplant(donor, recipient, nset):
+        moved = both()
+    assert not torch.equal(ablated, untouched) and not torch.equal(moved, untouched)
+
+
 def test_ablation_zero_and_mean_set_the_hook_value(pairs, batch):
     _, model = pairs["gpt2"]
     ids, mask = batch

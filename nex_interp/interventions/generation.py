@@ -10,7 +10,9 @@ during generation needs (the donor's activations on the recipient's tokens).
 Prompts are left-padded; position ids follow the attention mask, so a padded prompt decodes as it
 would alone (up to floating-point summation order).
 
-Decoding runs through the HF model, so the bridge's KV-cache keyword repair
+Without lockstep models, a Qwen3 model (the zoo's) decodes by :func:`nex_interp.decoding.decode`
+(the same tokens, several times faster; hooks and transplanted weights act the same). Otherwise
+decoding runs through the HF model, so the bridge's KV-cache keyword repair
 (:func:`nex_interp.models.hooks.repair_bridge_kv_cache`) must be in place; it is applied to every
 model here (a no-op for models :func:`nex_interp.models.loader.load_model` booted).
 """
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from jaxtyping import Int
 
+from nex_interp import decoding
 from nex_interp.models.hooks import repair_bridge_kv_cache
 
 if TYPE_CHECKING:
@@ -54,6 +57,8 @@ def greedy_generate(
 
     batch = input_ids.shape[0]
     device = input_ids.device
+    if not lockstep and max_new_tokens > 0 and decoding.supported(model.hf_model):
+        return _fast_greedy(model, input_ids, attention_mask, max_new_tokens, eos_token_id, pad_token_id)
     mask = attention_mask.to(device=device, dtype=torch.long)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     caches: list[Any] = [None] * (len(lockstep) + 1)
@@ -80,3 +85,21 @@ def greedy_generate(
     if not new_tokens:
         return torch.zeros(batch, 0, dtype=torch.long, device=device)
     return torch.stack(new_tokens, dim=1)
+
+
+def _fast_greedy(model: "LoadedModel", input_ids: Any, attention_mask: Any, max_new_tokens: int,
+                 eos_token_id: int | None, pad_token_id: int) -> Any:
+    """The same continuation by :func:`nex_interp.decoding.decode` (Qwen3 models, no lockstep):
+    it calls the model's own modules, so the bridge's hooks (ablation) and transplanted weights
+    act as in the loop above (``tests/test_interventions_ops.py`` checks both paths agree)."""
+    import torch
+
+    prompts = [row[m.bool()].tolist() for row, m in zip(input_ids.cpu(), attention_mask.cpu())]
+    eos = {eos_token_id} if eos_token_id is not None else set()
+    seqs = decoding.decode(model.hf_model, prompts, 1, max_new_tokens, eos,
+                           lambda logits, rows: logits.argmax(dim=-1).tolist(), pad_token_id)
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out.to(input_ids.device)
