@@ -53,6 +53,11 @@ class _Cache:
         self.valid = self.valid.index_select(0, index)
 
 
+def greedy(logits, rows: list[int]) -> list[int]:
+    """A ``pick`` for :func:`decode`: the most likely token of each row."""
+    return logits.argmax(dim=-1).tolist()
+
+
 def _windows(hf_model) -> list[int | None]:
     return [getattr(layer.self_attn, "sliding_window", None) for layer in hf_model.model.layers]
 
@@ -135,13 +140,14 @@ def decode(hf_model, prompts: Sequence[Sequence[int]], samples: int, max_new_tok
         logits = logits.index_select(0, rows // samples)
         next_pos = positions[:, -1].index_select(0, rows // samples) + 1
         alive = torch.ones(n_rows, dtype=torch.bool, device=device)
+        stop = torch.tensor(sorted(eos), dtype=torch.long, device=device)
         for step in range(max_new_tokens):
             tokens = pick(logits, rows.tolist())
             tok = torch.as_tensor(tokens, dtype=torch.long, device=device)
             for r, t, a in zip(rows.tolist(), tokens, alive.tolist()):
                 if a:
                     out[r].append(int(t))
-            alive &= ~torch.isin(tok, torch.tensor(sorted(eos), dtype=torch.long, device=device))
+            alive &= ~torch.isin(tok, stop)
             if step == max_new_tokens - 1 or not bool(alive.any()):
                 break
             if int((~alive).sum()) >= max(1, COMPACT_SHARE * len(tokens)):

@@ -207,11 +207,7 @@ def generate_group(model: "LoadedModel", prompt_rows: list[dict], config: Genera
     jobs = [(r, ids, s) for r, ids in zip(prompt_rows, encoded) for s in range(config.samples)]
     seeds = [_problem_seed(config.seed, f"{r['problem_id']}\x00{s}") for r, _, s in jobs]
     if decoding.supported(model.hf_model):
-        if config.temperature > 0:
-            pick = RowSampler(seeds, config.temperature, config.top_p).draw
-        else:
-            def pick(logits, rows):
-                return logits.argmax(-1).tolist()
+        pick = RowSampler(seeds, config.temperature, config.top_p).draw if config.temperature > 0 else decoding.greedy
         seqs = decoding.decode(model.hf_model, encoded, config.samples, config.max_new_tokens, eos_set, pick, pad)
         return [_response_row(model, r, sample, seq, eos_set, config) for (r, _, sample), seq in zip(jobs, seqs)]
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids, _ in jobs], dtype=torch.long, device=model.device)

@@ -96,8 +96,7 @@ def _fast_greedy(model: "LoadedModel", input_ids: Any, attention_mask: Any, max_
 
     prompts = [row[m.bool()].tolist() for row, m in zip(input_ids.cpu(), attention_mask.cpu())]
     eos = {eos_token_id} if eos_token_id is not None else set()
-    seqs = decoding.decode(model.hf_model, prompts, 1, max_new_tokens, eos,
-                           lambda logits, rows: logits.argmax(dim=-1).tolist(), pad_token_id)
+    seqs = decoding.decode(model.hf_model, prompts, 1, max_new_tokens, eos, decoding.greedy, pad_token_id)
     width = max(len(s) for s in seqs)
     out = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
     for i, s in enumerate(seqs):

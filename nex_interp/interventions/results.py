@@ -52,15 +52,19 @@ def aggregate(units: dict[tuple[str, int, int | None], np.ndarray], baseline: np
     rows = [paired_row("recipient", 0, baseline, baseline, n_boot)]
     if ("donor", 0, None) in units:
         rows.append(paired_row("donor", 0, units[("donor", 0, None)], baseline, n_boot))
+    order = {"effective": 0, "redundant": 1, "random": 2}
+    for (cond, k), c in sorted(_pooled(units).items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
+        rows.append(paired_row(cond, k, c, baseline, n_boot))
+    return rows
+
+
+def _pooled(units: dict[tuple[str, int, int | None], np.ndarray]) -> dict[tuple[str, int], np.ndarray]:
+    """Per-problem correctness of each (condition, k) of the sets, random seeds averaged per problem."""
     grouped: dict[tuple[str, int], list[np.ndarray]] = {}
     for (cond, k, _seed), c in sorted(units.items(), key=lambda kv: (kv[0][0], kv[0][1], -1 if kv[0][2] is None else kv[0][2])):
-        if cond in REFERENCE_CONDITIONS:
-            continue
-        grouped.setdefault((cond, k), []).append(np.asarray(c, dtype=np.float64))
-    order = {"effective": 0, "redundant": 1, "random": 2}
-    for (cond, k), cs in sorted(grouped.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
-        rows.append(paired_row(cond, k, np.mean(cs, axis=0), baseline, n_boot))
-    return rows
+        if cond not in REFERENCE_CONDITIONS:
+            grouped.setdefault((cond, k), []).append(np.asarray(c, dtype=np.float64))
+    return {key: np.mean(cs, axis=0) for key, cs in grouped.items()}
 
 
 @dataclass(frozen=True)
@@ -80,17 +84,14 @@ def contrasts(units: dict[tuple[str, int, int | None], np.ndarray], n_boot: int)
     """Effective vs random (seeds averaged per problem) and effective vs redundant, per k: does the
     effective set move accuracy more than the other sets, problem by problem (the same resample
     of problems for both arms)."""
-    pooled: dict[tuple[str, int], list[np.ndarray]] = {}
-    for (cond, k, _seed), c in units.items():
-        pooled.setdefault((cond, k), []).append(np.asarray(c, dtype=np.float64))
+    pooled = _pooled(units)
     out = []
-    for (cond, k), effs in sorted(pooled.items(), key=lambda kv: kv[0][1]):
+    for (cond, k), eff in sorted(pooled.items(), key=lambda kv: kv[0][1]):
         if cond != "effective":
             continue
-        eff = np.mean(effs, axis=0)
         for other in ("random", "redundant"):
             if (other, k) in pooled:
-                ci = bootstrap_mean_ci(eff - np.mean(pooled[(other, k)], axis=0), n_boot=n_boot)
+                ci = bootstrap_mean_ci(eff - pooled[(other, k)], n_boot=n_boot)
                 out.append(Contrast(int(k), other, ci.estimate, ci.low, ci.high, int(eff.size)))
     return out
 
