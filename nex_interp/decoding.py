@@ -62,6 +62,24 @@ def _windows(hf_model) -> list[int | None]:
     return [getattr(layer.self_attn, "sliding_window", None) for layer in hf_model.model.layers]
 
 
+def _attention_mask(valid, start: int, t: int, window: int | None):
+    """``(lo, allowed)``: the first cache slot a layer with ``window`` attends to, and which of the
+    slots ``lo..start+t-1`` each of the ``t`` new tokens may see ``(rows, t, keys)``: filled slots,
+    causally, within the window."""
+    import torch
+
+    end = start + t
+    lo = 0 if window is None else max(0, start - window + 1)
+    slot = torch.arange(lo, end, device=valid.device)
+    qslot = start + torch.arange(t, device=valid.device)
+    allowed = valid[:, None, lo:end] & (slot[None, :] <= qslot[:, None])[None]
+    if window is not None:
+        allowed = allowed & ((qslot[:, None] - slot[None, :]) < window)[None]
+    # a padding position sees itself, so its (unused) state stays finite: a NaN there would reach
+    # real rows through probability 0 x value NaN
+    return lo, allowed | (qslot[:, None] == slot[None, :])[None]
+
+
 def _forward(hf_model, cache: _Cache, ids, positions, start: int, windows: list[int | None]):
     """Run tokens ``ids`` ``(rows, T)`` at cache slots ``start..start+T-1`` (their rotary positions
     ``positions``); store their keys and values; return the last position's logits ``(rows, vocab)``."""
@@ -73,8 +91,7 @@ def _forward(hf_model, cache: _Cache, ids, positions, start: int, windows: list[
     end = start + t
     h = model.embed_tokens(ids)
     cos, sin = model.rotary_emb(h, positions)
-    slot = torch.arange(end, device=ids.device)
-    causal = slot[None, :] <= (start + torch.arange(t, device=ids.device))[:, None]  # (T, end)
+    masks = {w: _attention_mask(cache.valid, start, t, w) for w in set(windows)}  # one per window size
     for li, layer in enumerate(model.layers):
         attn = layer.self_attn
         x = layer.input_layernorm(h)
@@ -85,19 +102,12 @@ def _forward(hf_model, cache: _Cache, ids, positions, start: int, windows: list[
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         cache.k[li][:, :, start:end] = k
         cache.v[li][:, :, start:end] = v
-        lo = 0 if windows[li] is None else max(0, end - t - windows[li] + 1)
+        lo, allowed = masks[windows[li]]
         keys, values = cache.k[li][:, :, lo:end], cache.v[li][:, :, lo:end]
         n_kv = keys.shape[1]
         group = q.shape[1] // n_kv
         qg = q.reshape(rows, n_kv, group * t, hd)
         scores = torch.matmul(qg, keys.transpose(-1, -2)) * attn.scaling  # (rows, kv, group*T, keys)
-        allowed = cache.valid[:, None, lo:end] & causal[None, :, lo:end]  # (rows, T, keys)
-        qslot = start + torch.arange(t, device=ids.device)
-        if windows[li] is not None:
-            allowed = allowed & ((qslot[:, None] - slot[None, lo:end]) < windows[li])[None]
-        # a padding position sees itself, so its (unused) state stays finite: a NaN there would
-        # reach real rows through probability 0 x value NaN
-        allowed = allowed | (qslot[:, None] == slot[None, lo:end])[None]
         mask = allowed[:, None, None].expand(rows, 1, group, t, end - lo).reshape(rows, 1, group * t, end - lo)
         scores = scores.masked_fill(~mask, float("-inf"))
         probs = torch.softmax(scores.float(), dim=-1).to(values.dtype)
