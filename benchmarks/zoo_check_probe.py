@@ -1,5 +1,5 @@
 """Learnability probe for the box-search zoo's membership checks (issue 13; docs/zoo-design.md,
-change log items 5-7).
+change log items 5-8).
 
 The shipped zoo of change 5 copied box records but not the checks (``need #j q yes|no``: 2-27%
 right). This probe trains the base stage under a few pre-stated variants and prints, every
@@ -9,14 +9,16 @@ whole ``open`` clauses right, checks right, verdicts right and accuracy; at the 
 It runs on a GPU when one is there (the variants in parallel processes), so a probe of several
 thousand steps per variant fits in minutes; the shipped zoo itself is trained on CPU.
 
-Variants (``--variant``, several allowed):
+Variants (``--variant``, several allowed; every one but ``window`` and ``window01`` has full
+attention in every layer, as the shipped zoo of change 5):
 
 * ``slots``:    prompt names the query by slot (``find #1 q1 ...``), base ``--steps`` steps;
 * ``noslots``:  the prompt of change 5 (``find q1 q2 ...``), as a control;
 * ``lr1.5``:    ``slots`` at half the peak learning rate;
 * ``deep``:     ``slots`` with 8 layers of 512 MLP neurons (4,096 neurons, as the 4 x 1,024 shape);
 * ``short``:    ``slots`` with a base of ``--short-steps`` steps;
-* ``window``:   ``lr1.5`` with local attention (the last 36 tokens) in layers 0 and 2 (change 7).
+* ``window``:   ``lr1.5`` with local attention (the last 36 tokens) in layers 0 and 2 (change 7);
+* ``window01``: ``lr1.5`` with local attention in layers 0 and 1 (change 8).
 
 The slot prompt is patched in here: the shipped task keeps change 5's prompt until a zoo trained
 with it ships. Probe 2 of the change log (a running-count check) ran with the patch kept beside
@@ -39,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-VARIANTS = ("slots", "noslots", "lr1.5", "deep", "short", "window")
+VARIANTS = ("slots", "noslots", "lr1.5", "deep", "short", "window", "window01")
 
 
 def _audit_batch(model, problems, device, max_new_tokens):
@@ -124,11 +126,12 @@ def run_variant(variant: str, steps: int, short_steps: int, every: int, n_eval: 
             return f"{task.BOS} {boxes} find {query} budget {self.budget} :"
         task.Problem.prompt = prompt
     cfg = default_config()
-    shape = {"deep": ModelShape(n_layers=8, d_mlp=512),
-             "window": ModelShape(local_layers=(0, 2), sliding_window=36)}.get(variant, cfg.shape)
+    shape = {"deep": ModelShape(n_layers=8, d_mlp=512, local_layers=()),
+             "window": ModelShape(local_layers=(0, 2), sliding_window=36),
+             "window01": ModelShape(local_layers=(0, 1), sliding_window=36)}.get(variant, ModelShape(local_layers=()))
     cfg = dataclasses.replace(cfg, shape=shape)
     n = short_steps if variant == "short" else steps
-    lr = 1.5e-3 if variant in ("lr1.5", "window") else 3e-3
+    lr = 1.5e-3 if variant in ("lr1.5", "window", "window01") else 3e-3
     base = Stage(BASE, None, tuple(MODELS["base"].items()), n, lr, 1, CURRICULUM)
     path = Path(out) / f"{variant}.jsonl"
     problems = task.generate_problems(n_eval, 10_000, prefix="eval")

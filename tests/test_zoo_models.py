@@ -131,18 +131,96 @@ def test_zoo_models_load_through_the_project_loader():
     assert m.n_layers == 4 and m.d_mlp == 1024
 
 
-def test_manifests_without_the_window_fields_keep_their_stages():
+def test_manifests_without_the_window_fields_were_full_attention():
     """zoo.json files written before ModelShape had local_layers/sliding_window were trained with
-    their defaults: the shared settings still match, so no stage is retrained for that reason."""
+    full attention: they match a full-attention config (the shipped one) and not a windowed one,
+    so a resumed run retrains their stages instead of mixing the two."""
     from nex_interp.zoo.train import _shared, hf_config
 
     cfg = default_config().to_dict()
+    assert cfg["shape"]["local_layers"] == []
     old = json.loads(json.dumps(cfg))
     for key in ("local_layers", "sliding_window"):
         old["shape"].pop(key)
-    assert _shared(old) == _shared(cfg)
     windowed = json.loads(json.dumps(cfg))
-    windowed["shape"]["local_layers"] = [0]
-    assert _shared(windowed) != _shared(cfg)
-    assert hf_config(ZooTrainConfig.from_dict(windowed).shape).layer_types[:2] == ["sliding_attention", "full_attention"]
+    windowed["shape"]["local_layers"] = [0, 1]
+    assert _shared(old) == _shared(cfg)
+    assert _shared(old) != _shared(windowed)
+    assert _shared(ZooTrainConfig.from_dict(windowed).to_dict()) == _shared(windowed)  # a tuple or a list
+    layers = hf_config(ZooTrainConfig.from_dict(windowed).shape).layer_types
+    assert layers == ["sliding_attention", "sliding_attention", "full_attention", "full_attention"]
     assert getattr(hf_config(default_config().shape), "sliding_window", None) is None
+
+
+def _check_views(tokens: list[str], window: int) -> list[tuple[bool, bool]]:
+    """For each check's item in a trace: (the whole record just opened lies within ``window``
+    tokens, some item of the previous cycle's record does)."""
+    out, records = [], []
+    for i, tok in enumerate(tokens):
+        if tok == "open":
+            end = tokens.index(";", i)
+            records.append((i + 2, end - 1))  # positions of the record's first and last items
+        if tok == "need":
+            first, _ = records[-1]
+            prev_last = records[-2][1] if len(records) > 1 else None
+            q = i + 2
+            out.append((q - first < window, prev_last is not None and q - prev_last < window))
+    return out
+
+
+def test_window_geometry_is_measured_on_real_traces():
+    """cycle_fits_window says, for a shape, what a local layer sees at each check of the
+    generator's traces: the whole record just opened and nothing of the previous one."""
+    import random
+
+    from nex_interp.zoo.traces import reference_trace
+    from nex_interp.zoo.train import cycle_fits_window, random_shape
+
+    window = ModelShape().sliding_window
+    seen = set()
+    for items in range(4, 13):
+        for k in range(2, 6):
+            if k > items:
+                continue
+            shape = TaskShape(n_boxes=8, box_items=items, query_items=k, budget=10, first_target=5)
+            views = []
+            for p in generate_problems(3, 7, shape):
+                for style in ("systematic", "wander", "hasty"):
+                    t = reference_trace(p, style, random.Random(1))
+                    views += _check_views(list(t.tokens), window) if style != "hasty" else []
+            fits = all(whole and not prev for whole, prev in views)
+            assert fits == cycle_fits_window(items, k, window), (items, k)
+            seen.add(fits)
+    assert seen == {True, False}
+    assert cycle_fits_window(12, 5, window)  # the full task
+    rng = random.Random(0)
+    shapes = [random_shape(rng, window=window) for _ in range(300)]
+    assert all(cycle_fits_window(s.box_items, s.query_items, window) for s in shapes)
+    assert len({(s.box_items, s.query_items) for s in shapes}) > 5
+    assert {s.query_items for s in [random_shape(rng) for _ in range(300)]} == {2, 3, 4, 5}  # no window: any
+
+
+def test_forced_check_diagnosis_reads_every_check(tmp_path):
+    """benchmarks/zoo_check_forced.py scores each check of the reference traces once, and the
+    attention it reports is a share of one head's attention."""
+    import importlib.util
+    import random
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from nex_interp.zoo.traces import reference_trace
+    from nex_interp.zoo.train import hf_config
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "zoo_check_forced.py"
+    spec = importlib.util.spec_from_file_location("zoo_check_forced", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(hf_config(TINY.shape)).save_pretrained(tmp_path)
+    got = mod.diagnose(str(tmp_path), n_problems=2, seed=5)
+    want = sum(list(reference_trace(p, "systematic", random.Random(3)).tokens).count("need")
+               for p in generate_problems(2, 5, prefix="forced"))
+    assert got["checks"]["yes"] + got["checks"]["no"] == want
+    assert 0 <= got["right_when_yes"] <= 1 and 0 <= got["right_when_no"] <= 1
+    assert all(0 <= m <= 1 for heads in got["attention_on_record_occurrence"].values() for m in heads)

@@ -27,8 +27,9 @@ class ModelShape:
     d_mlp: int = 1024
     max_positions: int = 768
     #: layers that attend over the last ``sliding_window`` tokens only (a Qwen3 sliding window);
-    #: none in the shipped zoo. An experiment of docs/zoo-design.md (change 7) tried (0, 2) with
-    #: a window of 36, so that a check sees the record just opened and not the previous cycle's.
+    #: none in the shipped zoo. Experiments of docs/zoo-design.md (changes 7-8) tried (0, 2) and
+    #: (0, 1) with a window of 36, so that a check sees the record just opened and not the
+    #: previous cycle's (``train.cycle_fits_window``).
     local_layers: tuple[int, ...] = ()
     sliding_window: int = 36
 

@@ -53,14 +53,30 @@ class Phase:
     mixed: float = 0.0
 
 
-def random_shape(rng: random.Random, full: TaskShape = DEFAULT_SHAPE) -> TaskShape:
+def cycle_fits_window(items: int, query_items: int, window: int) -> bool:
+    """Whether a local-attention layer of ``window`` tokens, at a check's query item, sees the whole
+    record just opened and none of the previous cycle's record: the last check's item stands
+    ``items + 4 * query_items - 1`` tokens after the record's first item, and the first check's item
+    ``items + 4 * query_items + 12`` tokens after the previous record's last one (grammar of
+    ``traces``: a 4-token ``step N open bK`` head, the record, ``;``, 4-token checks, a 3-token
+    verdict)."""
+    return items + 4 * query_items <= window <= items + 4 * query_items + 12
+
+
+def random_shape(rng: random.Random, full: TaskShape = DEFAULT_SHAPE, window: int | None = None) -> TaskShape:
     """A task shape no larger than ``full``: 4..n boxes of 4..m items, 2..5 query items, the target
     in the second half of the row, a budget of two opens more than the boxes. Problems of many
     shapes put every box and item at many positions of the prompt, so what the model learns is to
-    find a box by its label and copy what follows it, not where a box sits in one fixed layout."""
+    find a box by its label and copy what follows it, not where a box sits in one fixed layout.
+    With ``window`` (models with local attention), only shapes whose cycle fits the window
+    (:func:`cycle_fits_window`) are drawn, so a check means the same in every shape."""
     n_boxes = rng.randint(4, full.n_boxes)
-    items = rng.randint(4, full.box_items)
-    return TaskShape(n_boxes=n_boxes, box_items=items, query_items=rng.randint(2, min(full.query_items, items)),
+    while True:
+        items = rng.randint(4, full.box_items)
+        query_items = rng.randint(2, min(full.query_items, items))
+        if window is None or cycle_fits_window(items, query_items, window):
+            break
+    return TaskShape(n_boxes=n_boxes, box_items=items, query_items=query_items,
                      budget=min(full.budget, n_boxes + 2), item_lo=full.item_lo, item_hi=full.item_hi,
                      first_target=n_boxes // 2 + 1)
 
@@ -205,12 +221,13 @@ def batches(stage: Stage, cfg: ZooTrainConfig) -> Iterator[tuple]:
     from the shape of the phase it starts in, packed by length, and its batches shuffled."""
     ids = {w: i for i, w in enumerate(vocabulary())}
     rng = random.Random(stage.seed)
+    window = cfg.shape.sliding_window if cfg.shape.local_layers else None
     step, pool_no = 0, 0
     while step < stage.steps:
         phase = stage.phase_at(step)
         shape = phase.shape
         n_pool = max(8, 16 * cfg.batch_tokens // (shape.n_boxes * (shape.box_items + 2) + 60 + 500))
-        pool = list(_examples(n_pool, stage.seed * 100_003 + pool_no, dict(stage.mixture), phase))
+        pool = list(_examples(n_pool, stage.seed * 100_003 + pool_no, dict(stage.mixture), phase, window))
         pool_no += 1
         packed = pack(pool, cfg.batch_tokens)
         rng.shuffle(packed)
@@ -219,14 +236,15 @@ def batches(stage: Stage, cfg: ZooTrainConfig) -> Iterator[tuple]:
             yield padded_batch(batch, ids, ids[PAD])
 
 
-def _examples(n: int, seed: int, mixture: dict, phase: Phase) -> Iterator[tuple[list[str], list[str]]]:
+def _examples(n: int, seed: int, mixture: dict, phase: Phase,
+              window: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
     """``n`` (prompt tokens, response tokens + EOS) pairs of the phase's shapes."""
     if not phase.mixed:
         yield from training_examples(n, seed, mixture, phase.shape)
         return
     shape_rng = random.Random(seed ^ 0x5EED)
     for i in range(n):
-        shape = random_shape(shape_rng, phase.shape) if shape_rng.random() < phase.mixed else phase.shape
+        shape = random_shape(shape_rng, phase.shape, window) if shape_rng.random() < phase.mixed else phase.shape
         yield from training_examples(1, seed * 1_000 + i, mixture, shape)
 
 
@@ -401,10 +419,14 @@ def train_zoo(out: Path, cfg: ZooTrainConfig | None = None, progress: bool = Tru
 SHARED = ("shape", "batch_tokens", "loss_tokens", "warmup_steps", "weight_decay", "threads", "save_dtype")
 
 
+#: what a zoo.json written before ModelShape had these fields was trained with (full attention)
+_SHAPE_BEFORE_WINDOWS = {"local_layers": [], "sliding_window": 36}
+
+
 def _shared(config: dict) -> dict:
     out = {k: config.get(k) for k in SHARED}
-    # a manifest written before a shape field existed was trained with that field's default
-    out["shape"] = {**json.loads(json.dumps(dataclasses.asdict(ModelShape()))), **(out["shape"] or {})}
+    shape = {**_SHAPE_BEFORE_WINDOWS, **(out["shape"] or {})}
+    out["shape"] = {**shape, "local_layers": list(shape["local_layers"])}
     return out
 
 
