@@ -25,17 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _use_slot_prompt() -> None:
-    from nex_interp.zoo import task
-
-    def prompt(self):
-        boxes = " ".join(f"{task.box_label(k)} {' '.join(map(str, it))} ;" for k, it in enumerate(self.boxes, 1))
-        query = " ".join(f"{task.slot_label(j)} {q}" for j, q in enumerate(self.query, 1))
-        return f"{task.BOS} {boxes} find {query} budget {self.budget} :"
-
-    task.Problem.prompt = prompt
-
-
 def diagnose(model_dir: str, n_problems: int = 30, seed: int = 777) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
@@ -92,7 +81,9 @@ def main() -> None:
     if not (Path(args.model) / "config.json").is_file():
         sys.exit(f"error: {args.model} is not a model directory (no config.json); pass a zoo model's directory")
     if args.slot_prompt:
-        _use_slot_prompt()
+        from nex_interp.zoo.task import Problem
+
+        Problem.prompt = Problem.prompt_with_slots
     print(json.dumps(diagnose(args.model, args.problems), indent=1))
 
 

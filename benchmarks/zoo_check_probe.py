@@ -120,11 +120,7 @@ def run_variant(variant: str, steps: int, short_steps: int, every: int, n_eval: 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     if variant != "noslots":  # the query named by slot in the prompt (change 6)
-        def prompt(self):
-            boxes = " ".join(f"{task.box_label(k)} {' '.join(map(str, it))} ;" for k, it in enumerate(self.boxes, 1))
-            query = " ".join(f"{task.slot_label(j)} {q}" for j, q in enumerate(self.query, 1))
-            return f"{task.BOS} {boxes} find {query} budget {self.budget} :"
-        task.Problem.prompt = prompt
+        task.Problem.prompt = task.Problem.prompt_with_slots
     cfg = default_config()
     shape = {"deep": ModelShape(n_layers=8, d_mlp=512, local_layers=()),
              "window": ModelShape(local_layers=(0, 2), sliding_window=36),

@@ -56,6 +56,12 @@ def test_prompt_round_trips_and_uses_only_the_vocabulary():
     assert words[0] == "<bos>" and words[-1] == ":" and set(words) <= vocab
     assert Problem.from_row(p.to_row()) == p
     assert p.box(p.answer) == p.boxes[p.target - 1] and p.box("b99") is None and p.box("x") is None
+    # the experiments' prompt names the query by slot and is otherwise the same
+    slots = p.prompt_with_slots().split()
+    assert set(slots) <= vocab and len(slots) == len(words) + len(p.query)
+    assert slots[: words.index("find") + 1] == words[: words.index("find") + 1] and slots[-3:] == words[-3:]
+    tail = slots[slots.index("find") + 1: slots.index("budget")]
+    assert tail == [w for j, q in enumerate(p.query, 1) for w in (f"#{j}", str(q))]
 
 
 def test_every_style_writes_only_vocabulary_tokens_and_labels_by_the_grammar():
