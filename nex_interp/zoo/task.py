@@ -119,15 +119,16 @@ class Problem:
 
     def prompt(self) -> str:
         """The prompt text, BOS included, ending with ``:``."""
-        boxes = " ".join(f"{box_label(k)} {' '.join(map(str, items))} ;" for k, items in enumerate(self.boxes, 1))
-        return f"{BOS} {boxes} find {' '.join(map(str, self.query))} budget {self.budget} :"
+        return self._prompt(" ".join(map(str, self.query)))
 
     def prompt_with_slots(self) -> str:
         """The prompt with the query named by slot, ``find #1 q1 #2 q2 ...`` (docs/zoo-design.md,
         changes 6-8): the experiments' prompt, not the shipped task's. Benchmarks use it by setting
         ``Problem.prompt = Problem.prompt_with_slots``."""
+        return self._prompt(" ".join(f"{slot_label(j)} {q}" for j, q in enumerate(self.query, 1)))
+
+    def _prompt(self, query: str) -> str:
         boxes = " ".join(f"{box_label(k)} {' '.join(map(str, items))} ;" for k, items in enumerate(self.boxes, 1))
-        query = " ".join(f"{slot_label(j)} {q}" for j, q in enumerate(self.query, 1))
         return f"{BOS} {boxes} find {query} budget {self.budget} :"
 
     def to_row(self) -> dict:
