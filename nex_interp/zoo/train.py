@@ -157,7 +157,7 @@ def default_config(scale: float = 1.0) -> ZooTrainConfig:
 
     fine = [n for n in MODELS if n != "base"]
     return ZooTrainConfig(
-        stages=(Stage(BASE, None, mix("base"), steps(2400), 3e-3, 1, CURRICULUM),
+        stages=(Stage(BASE, None, mix("base"), steps(5000), 1.5e-3, 1, CURRICULUM),
                 *(Stage(n, BASE, mix(n), steps(150), 1e-3, 2 + i) for i, n in enumerate(fine))),
         ship=tuple(fine),
         eval_problems=100,
@@ -171,7 +171,7 @@ def hf_config(shape: ModelShape):
     vocab = vocabulary()
     local = [i for i in shape.local_layers if 0 <= i < shape.n_layers]
     window = {}
-    if local:  # layers of local attention (none in the shipped zoo: its config is Qwen3's default)
+    if local:  # layers of local attention (layer 0 in the shipped zoo)
         window = dict(use_sliding_window=True, sliding_window=shape.sliding_window, max_window_layers=shape.n_layers,
                       layer_types=["sliding_attention" if i in local else "full_attention" for i in range(shape.n_layers)])
     return Qwen3Config(
