@@ -87,8 +87,9 @@ def box_label(k: int) -> str:
 
 
 def slot_label(j: int) -> str:
-    """Label of the ``j``-th query item (1-based) in a worked solution: ``goal #1 q1 #2 q2 ...``
-    and ``need #2 q2 yes``, so each check's item follows its slot label, as in the goal line."""
+    """Label of the ``j``-th query kind (1-based): ``find #1 *3 #2 *7 ...`` in the prompt,
+    ``goal #1 *3 ...`` and ``need #2 *7 yes`` in a worked solution, so each copy of a kind
+    follows its slot label."""
     return f"#{j}"
 
 

@@ -54,9 +54,9 @@ class Phase:
 
 
 def cycle_fits_window(items: int, query_items: int, window: int) -> bool:
-    """Whether a local-attention layer of ``window`` tokens, at a check's query item, sees the whole
-    record just opened and none of the previous cycle's record: the last check's item stands
-    ``items + 4 * query_items - 1`` tokens after the record's first item, and the first check's item
+    """Whether a local-attention layer of ``window`` tokens, at a check's query kind, sees the whole
+    record just opened and none of the previous cycle's record: the last check's kind stands
+    ``items + 4 * query_items - 1`` tokens after the record's first item, and the first check's kind
     ``items + 4 * query_items + 12`` tokens after the previous record's last one (grammar of
     ``traces``: a 4-token ``step N open bK`` head, the record, ``;``, 4-token checks, a 3-token
     verdict)."""
@@ -64,7 +64,7 @@ def cycle_fits_window(items: int, query_items: int, window: int) -> bool:
 
 
 def random_shape(rng: random.Random, full: TaskShape = DEFAULT_SHAPE, window: int | None = None) -> TaskShape:
-    """A task shape no larger than ``full``: 4..n boxes of 4..m items, 2..5 query items, the target
+    """A task shape no larger than ``full``: 4..n boxes of 4..m items, 2..5 query kinds, the target
     in the second half of the row, a budget of two opens more than the boxes. Problems of many
     shapes put every box and item at many positions of the prompt, so what the model learns is to
     find a box by its label and copy what follows it, not where a box sits in one fixed layout.
