@@ -54,9 +54,9 @@ class Phase:
 
 
 def cycle_fits_window(items: int, query_items: int, window: int) -> bool:
-    """Whether a local-attention layer of ``window`` tokens, at a check's query kind, sees the whole
-    record just opened and none of the previous cycle's record: the last check's kind stands
-    ``items + 4 * query_items - 1`` tokens after the record's first item, and the first check's kind
+    """Whether a local-attention layer of ``window`` tokens, at a check's query item, sees the whole
+    record just opened and none of the previous cycle's record: the last check's item stands
+    ``items + 4 * query_items - 1`` tokens after the record's first item, and the first check's item
     ``items + 4 * query_items + 12`` tokens after the previous record's last one (grammar of
     ``traces``: a 4-token ``step N open bK`` head, the record, ``;``, 4-token checks, a 3-token
     verdict)."""
@@ -64,7 +64,7 @@ def cycle_fits_window(items: int, query_items: int, window: int) -> bool:
 
 
 def random_shape(rng: random.Random, full: TaskShape = DEFAULT_SHAPE, window: int | None = None) -> TaskShape:
-    """A task shape no larger than ``full``: 4..n boxes of 4..m items, 2..5 query kinds, the target
+    """A task shape no larger than ``full``: 4..n boxes of 4..m items, 2..5 query items, the target
     in the second half of the row, a budget of two opens more than the boxes. Problems of many
     shapes put every box and item at many positions of the prompt, so what the model learns is to
     find a box by its label and copy what follows it, not where a box sits in one fixed layout.
@@ -157,7 +157,7 @@ def default_config(scale: float = 1.0) -> ZooTrainConfig:
 
     fine = [n for n in MODELS if n != "base"]
     return ZooTrainConfig(
-        stages=(Stage(BASE, None, mix("base"), steps(5000), 1.5e-3, 1, CURRICULUM),
+        stages=(Stage(BASE, None, mix("base"), steps(2400), 3e-3, 1, CURRICULUM),
                 *(Stage(n, BASE, mix(n), steps(150), 1e-3, 2 + i) for i, n in enumerate(fine))),
         ship=tuple(fine),
         eval_problems=100,
@@ -171,7 +171,7 @@ def hf_config(shape: ModelShape):
     vocab = vocabulary()
     local = [i for i in shape.local_layers if 0 <= i < shape.n_layers]
     window = {}
-    if local:  # layers of local attention (layer 0 in the shipped zoo)
+    if local:  # layers of local attention (none in the shipped zoo: its config is Qwen3's default)
         window = dict(use_sliding_window=True, sliding_window=shape.sliding_window, max_window_layers=shape.n_layers,
                       layer_types=["sliding_attention" if i in local else "full_attention" for i in range(shape.n_layers)])
     return Qwen3Config(
