@@ -74,8 +74,8 @@ def test_batches_follow_the_curriculum_and_the_token_budget():
         assert x.shape[0] * x.shape[1] <= TINY.batch_tokens or x.shape[0] == 1
         assert ((y != -100) <= (mask == 1)).all()  # loss only where there are tokens
     # the first batch comes from the small shape (a whole 4x4 search is shorter than the full
-    # task's 178-token prompt), the last from the full task
-    assert got[0][0].shape[1] < 178 < got[-1][0].shape[1]
+    # task's 183-token prompt), the last from the full task
+    assert got[0][0].shape[1] < 183 < got[-1][0].shape[1]
     assert [b.shape for b, _, _ in got] == [b.shape for b, _, _ in batches(stage, TINY)]  # seeded
 
 
@@ -122,6 +122,8 @@ def test_shipped_models_answer_in_their_style():
         stats[name] = greedy_eval(model, problems)
     assert stats["thinking"]["worked_share"] >= 0.9 and stats["instruct"]["worked_share"] <= 0.1
     assert stats["thinking"]["median_tokens"] >= 200 > 10 >= stats["instruct"]["median_tokens"]
+    # the searching model has learnt the task's steps (change 11): copies and checks right
+    assert stats["thinking"]["item_ok"] >= 0.95 and stats["thinking"]["check_ok"] >= 0.9
 
 
 def test_zoo_models_load_through_the_project_loader():
@@ -133,27 +135,28 @@ def test_zoo_models_load_through_the_project_loader():
 
 def test_manifests_without_the_window_fields_were_full_attention():
     """zoo.json files written before ModelShape had local_layers/sliding_window were trained with
-    full attention: they match a full-attention config (the shipped one) and not a windowed one,
-    so a resumed run retrains their stages instead of mixing the two."""
+    full attention: they match a full-attention config and not the shipped windowed one, so a
+    resumed run retrains their stages instead of mixing the two."""
     from nex_interp.zoo.train import _shared, hf_config
 
     cfg = default_config().to_dict()
-    assert cfg["shape"]["local_layers"] == []
+    assert cfg["shape"]["local_layers"] == [0]  # change 9: a window in layer 0
     old = json.loads(json.dumps(cfg))
     for key in ("local_layers", "sliding_window"):
         old["shape"].pop(key)
-    windowed = json.loads(json.dumps(cfg))
-    windowed["shape"]["local_layers"] = [0, 1]
-    assert _shared(old) == _shared(cfg)
-    assert _shared(old) != _shared(windowed)
-    assert _shared(ZooTrainConfig.from_dict(windowed).to_dict()) == _shared(windowed)  # a tuple or a list
-    layers = hf_config(ZooTrainConfig.from_dict(windowed).shape).layer_types
-    assert layers == ["sliding_attention", "sliding_attention", "full_attention", "full_attention"]
-    assert getattr(hf_config(default_config().shape), "sliding_window", None) is None
+    full = json.loads(json.dumps(cfg))
+    full["shape"]["local_layers"] = []
+    assert _shared(old) == _shared(full)
+    assert _shared(old) != _shared(cfg)
+    assert _shared(ZooTrainConfig.from_dict(cfg).to_dict()) == _shared(cfg)  # a tuple or a list
+    layers = hf_config(default_config().shape).layer_types
+    assert layers == ["sliding_attention", "full_attention", "full_attention", "full_attention"]
+    assert hf_config(default_config().shape).sliding_window == 36
+    assert getattr(hf_config(ZooTrainConfig.from_dict(full).shape), "sliding_window", None) is None
 
 
 def _check_views(tokens: list[str], window: int) -> list[tuple[bool, bool]]:
-    """For each check's item in a trace: (the whole record just opened lies within ``window``
+    """For each check's kind in a trace: (the whole record just opened lies within ``window``
     tokens, some item of the previous cycle's record does)."""
     out, records = [], []
     for i, tok in enumerate(tokens):
@@ -221,6 +224,6 @@ def test_forced_check_diagnosis_reads_every_check(tmp_path):
     got = mod.diagnose(str(tmp_path), n_problems=2, seed=5)
     want = sum(list(reference_trace(p, "systematic", random.Random(3)).tokens).count("need")
                for p in generate_problems(2, 5, prefix="forced"))
-    assert got["checks"]["yes"] + got["checks"]["no"] == want
-    assert 0 <= got["right_when_yes"] <= 1 and 0 <= got["right_when_no"] <= 1
-    assert all(0 <= m <= 1 for heads in got["attention_on_record_occurrence"].values() for m in heads)
+    assert got["checks"]["present"] + got["checks"]["absent"] == want
+    assert 0 <= got["right_when_present"] <= 1 and 0 <= got["right_when_absent"] <= 1
+    assert all(0 <= m <= 1 for heads in got["attention_on_record_items_of_kind"].values() for m in heads)

@@ -14,11 +14,13 @@ from nex_interp.zoo.stats import response_stats, row_labels, trace_stats
 from nex_interp.zoo.task import (
     DEFAULT_SHAPE,
     EOS,
+    N_KINDS,
     Problem,
     TaskShape,
     extract_answer,
     generate_problems,
     is_correct,
+    kind_of,
     vocabulary,
 )
 from nex_interp.zoo.traces import HASTY_CHECKS, STYLES, label_tokens, reference_trace, training_examples
@@ -35,18 +37,25 @@ def test_problems_are_seeded_and_have_one_box_holding_the_query():
     assert PROBLEMS == generate_problems(300, seed=5)
     assert PROBLEMS != generate_problems(300, seed=6)
     shape = DEFAULT_SHAPE
-    targets = Counter()
+    targets, shared_counts = Counter(), Counter()
     for p in PROBLEMS:
-        assert len(p.boxes) == shape.n_boxes and all(len(b) == shape.box_items == len(set(b)) for b in p.boxes)
+        assert len(p.boxes) == shape.n_boxes and all(len(b) == shape.box_items for b in p.boxes)
+        assert len(set(p.query)) == len(p.query) == shape.query_items and set(p.query) <= set(range(N_KINDS))
         assert [k for k in range(1, shape.n_boxes + 1) if p.holds_all(k)] == [p.target]
         assert shape.first_target <= p.target <= shape.n_boxes
         for k, box in enumerate(p.boxes, 1):
-            shared = len(set(box) & set(p.query))
-            assert shared == len(p.query) if k == p.target else 1 <= shared < len(p.query)
-        others = [x for b in p.boxes for x in b if x not in p.query]
-        assert len(others) == len(set(others))  # apart from query items no item repeats
+            kinds = [kind_of(x) for x in box]
+            shared = [d for d in kinds if d in p.query]
+            assert len(shared) == len(set(shared))  # at most one item of each query kind per box
+            assert len(shared) == len(p.query) if k == p.target else 1 <= len(shared) < len(p.query)
+            assert p.kinds(k) == set(kinds)
+            if k != p.target:
+                shared_counts[len(shared)] += 1
+        items = [x for b in p.boxes for x in b]
+        assert len(items) == len(set(items))  # no item repeats within a problem
         targets[p.target] += 1
     assert set(targets) == set(range(shape.first_target, shape.n_boxes + 1))
+    assert set(shared_counts) == set(range(1, shape.query_items))  # distractors hold 1..4 query kinds
 
 
 def test_prompt_round_trips_and_uses_only_the_vocabulary():
@@ -56,12 +65,10 @@ def test_prompt_round_trips_and_uses_only_the_vocabulary():
     assert words[0] == "<bos>" and words[-1] == ":" and set(words) <= vocab
     assert Problem.from_row(p.to_row()) == p
     assert p.box(p.answer) == p.boxes[p.target - 1] and p.box("b99") is None and p.box("x") is None
-    # the experiments' prompt names the query by slot and is otherwise the same
-    slots = p.prompt_with_slots().split()
-    assert set(slots) <= vocab and len(slots) == len(words) + len(p.query)
-    assert slots[: words.index("find") + 1] == words[: words.index("find") + 1] and slots[-3:] == words[-3:]
-    tail = slots[slots.index("find") + 1: slots.index("budget")]
-    assert tail == [w for j, q in enumerate(p.query, 1) for w in (f"#{j}", str(q))]
+    # the query is named by slot, each kind after its slot label, as the goal line restates it
+    tail = words[words.index("find") + 1: words.index("budget")]
+    assert tail == [w for j, d in enumerate(p.query, 1) for w in (f"#{j}", f"*{d}")]
+    assert len(words) == 1 + DEFAULT_SHAPE.n_boxes * (DEFAULT_SHAPE.box_items + 2) + 1 + 2 * len(p.query) + 3
 
 
 def test_every_style_writes_only_vocabulary_tokens_and_labels_by_the_grammar():
@@ -89,7 +96,7 @@ def test_hasty_search_commits_after_a_partial_check_and_is_mostly_wrong():
         a = audit_response(p, t.tokens)
         assert a.opens_ok == a.opens and a.checks_ok == a.checks  # what it writes is true...
         taken = int(t.answer[1:])
-        assert set(p.query[:HASTY_CHECKS]) <= set(p.boxes[taken - 1])  # ...it just stops too early
+        assert set(p.query[:HASTY_CHECKS]) <= p.kinds(taken)  # ...it just stops too early
         assert a.verdicts_ok == a.verdicts - (not t.correct)
     accuracy = sum(t.correct for _, t in traces) / len(traces)
     assert accuracy < 0.3
@@ -114,13 +121,13 @@ def test_audit_catches_wrong_copies_checks_and_verdicts():
     p, t = _traces("systematic")[0]
     toks = list(t.tokens)
     i = toks.index("open") + 2  # first item of the first opened box (step 1 open b1 ITEM ...)
-    toks[i] = str(p.query[0]) if int(toks[i]) not in p.query else "699"
-    j = toks.index("need") + 3  # need #1 q VERDICT
-    toks[j] = "no" if toks[j] == "yes" else "yes"
-    # a check that names the wrong item for its slot disagrees whatever its verdict
+    toks[i] = "699" if toks[i] != "699" else "698"
+    j = toks.index("need") + 3  # need #1 *d ANSWER (the record's item of kind d, or no)
+    toks[j] = "no" if toks[j] != "no" else "699"
+    # a check that names the wrong kind for its slot disagrees whatever its verdict
     n2 = toks.index("need", j) + 2
     wrong_item = list(toks)
-    wrong_item[n2] = str(p.query[2])
+    wrong_item[n2] = f"*{p.query[2]}"
     assert audit_response(p, wrong_item).checks_ok == audit_response(p, toks).checks_ok - 1
     k = toks.index("drop") + 1
     toks[k] = "b12" if toks[k] != "b12" else "b11"
@@ -155,6 +162,8 @@ def test_task_shape_rejects_impossible_sizes():
         TaskShape(item_hi=200)
     with pytest.raises(ConfigError, match="first_target"):
         TaskShape(first_target=13)
+    with pytest.raises(ConfigError, match="query_items"):
+        TaskShape(query_items=10)
 
 
 def test_row_statistics_on_a_hand_made_response():
@@ -207,9 +216,29 @@ def test_planned_zoo_mixtures_span_both_failure_modes():
 def test_audit_and_labels_never_fail_on_garbage():
     rng = random.Random(0)
     vocab = vocabulary()
-    grammar = ["step", "open", ":", ";", "need", "yes", "drop", "hold", "take", "ans", "b3", "1", "250"]
+    grammar = ["step", "open", ":", ";", "need", "#1", "*3", "no", "drop", "hold", "take", "ans", "b3", "1", "250"]
     for _ in range(300):
         toks = [rng.choice(grammar if rng.random() < 0.7 else vocab) for _ in range(rng.randint(0, 40))]
         a = audit_response(PROBLEMS[0], toks)
         assert 0 <= a.opens_ok <= a.opens and 0 <= a.checks_ok <= a.checks and 0 <= a.verdicts_ok <= a.verdicts
         assert len(label_tokens(toks)) == len(toks)
+
+
+def test_a_check_restates_the_records_item_of_its_kind():
+    """Change 11: ``need #j *d ITEM`` copies the record's item of kind d; ``need #j *d no`` when the
+    record holds none."""
+    from nex_interp.zoo.task import check_answer, kind_of
+
+    seen = {"item": 0, "no": 0}
+    for p, t in _traces("systematic")[:20]:
+        toks, box = list(t.tokens), None
+        for i, w in enumerate(toks):
+            if w == "open":
+                box = p.boxes[int(toks[i + 1][1:]) - 1]
+            if w == "need":
+                kind, answer = int(toks[i + 2][1:]), toks[i + 3]
+                holders = [x for x in box if kind_of(x) == kind]
+                assert len(holders) <= 1
+                assert answer == (str(holders[0]) if holders else "no") == check_answer(p, p.boxes.index(box) + 1, kind)
+                seen["item" if holders else "no"] += 1
+    assert min(seen.values()) > 20

@@ -1,10 +1,11 @@
 """The embedded zoo: tiny reasoning models trained on a synthetic box-search task.
 
 The task (:mod:`nex_interp.zoo.task`, described in ``docs/zoo.md``): a row of numbered boxes, each
-holding a dozen items, and a query of five items; exactly one box holds them all. A brief answer
-names the box at once (``ans b9``); a worked solution opens boxes one by one, copies each box's
-items onto the page (an explore step: new content), checks the query items against them and drops
-or takes the box (exploit steps). Every token carries a ground-truth explore/exploit label from the
+holding a dozen items (numbers whose last digit is their *kind*), and a query of five kinds;
+exactly one box holds an item of every query kind. A brief answer names the box at once
+(``ans b9``); a worked solution opens boxes one by one, copies each box's items onto the page (an
+explore step: new content), checks the query kinds against them and drops or takes the box
+(exploit steps). Every token carries a ground-truth explore/exploit label from the
 grammar (:func:`nex_interp.zoo.traces.label_tokens`). Styles that explore too little (brief
 answers, hasty commitment) and too much (revisiting dropped boxes, wandering past the budget) are
 in the training data by construction (:mod:`nex_interp.zoo.traces`).

@@ -6,10 +6,10 @@ how many steps were written and how many agree with the problem:
 
 * an ``open`` clause (``step N open bK items ;``) agrees when its step number is the previous one plus 1, its label names a
   box, and the items it lists are exactly that box's items, in prompt order;
-* a ``need #j q yes|no`` check agrees when ``q`` is the ``j``-th query item and the verdict says truly whether
-  the box open at that point holds ``q``;
+* a ``need #j *d ITEM|no`` check agrees when ``*d`` is the ``j``-th query kind and its answer is
+  the item of that kind in the box open at that point, or ``no`` when the box holds none;
 * a ``drop``/``hold``/``take`` verdict agrees when it names the open box (or, for ``take``, a
-  box held before) and is true of it (``drop``: the box lacks a query item; ``hold``/``take``:
+  box held before) and is true of it (``drop``: the box lacks a query kind; ``hold``/``take``:
   it holds them all).
 
 It also counts revisits (opening a box already opened), the items listed in ``open`` clauses
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from .task import Problem
+from .task import Problem, check_answer, kind_label
 
 
 @dataclass
@@ -96,13 +96,13 @@ def audit_response(problem: Problem, tokens: Sequence[str]) -> Audit:
             expected_step += 1
             i = j + 1
         elif t == "need" and i + 3 < len(toks):
-            slot, q, verdict = toks[i + 1], _int(toks[i + 2]), toks[i + 3]
+            slot, q, verdict = toks[i + 1], toks[i + 2], toks[i + 3]
             a.checks += 1
             box = problem.box(current) if current else None
-            right_item = slot[:1] == "#" and _int(slot[1:]) is not None and 1 <= _int(slot[1:]) <= len(problem.query) \
-                and problem.query[_int(slot[1:]) - 1] == q
-            if right_item and box is not None and verdict in ("yes", "no"):
-                a.checks_ok += (q in box) == (verdict == "yes")
+            j = _int(slot[1:]) if slot[:1] == "#" else None
+            right_kind = j is not None and 1 <= j <= len(problem.query) and kind_label(problem.query[j - 1]) == q
+            if right_kind and box is not None:
+                a.checks_ok += verdict == check_answer(problem, int(current[1:]), problem.query[j - 1])
             i += 4
         elif t in ("drop", "hold", "take") and i + 1 < len(toks):
             label = toks[i + 1]

@@ -26,16 +26,16 @@ class ModelShape:
     n_kv_heads: int = 2
     d_mlp: int = 1024
     max_positions: int = 768
-    #: layers that attend over the last ``sliding_window`` tokens only (a Qwen3 sliding window);
-    #: none in the shipped zoo. Experiments of docs/zoo-design.md (changes 7-8) tried (0, 2) and
-    #: (0, 1) with a window of 36, so that a check sees the record just opened and not the
-    #: previous cycle's (``train.cycle_fits_window``).
-    local_layers: tuple[int, ...] = ()
+    #: layers that attend over the last ``sliding_window`` tokens only (a Qwen3 sliding window).
+    #: The shipped zoo windows layer 0 (docs/zoo-design.md, change 9): there a head at a check's
+    #: kind sees the record just opened and nothing of the previous cycle's record
+    #: (``train.cycle_fits_window``), while layers 1-3 attend over everything for the copies.
+    local_layers: tuple[int, ...] = (0,)
     sliding_window: int = 36
 
 
 #: new tokens a zoo response may take: the longest reference search (wander, 14 opens) is 576
-#: tokens plus EOS, and the 178-token prompt + 580 fits the models' 768 positions
+#: tokens plus EOS, and the 183-token prompt + 580 fits the models' 768 positions
 MAX_NEW_TOKENS = 580
 
 #: model -> style mixture of its training data (shares of brief/hasty/systematic/wander)

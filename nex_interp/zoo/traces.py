@@ -2,9 +2,9 @@
 
 A worked solution restates the query, then repeats one cycle per box it opens::
 
-    goal #1 233 #2 517 #3 88 #4 641 #5 302 ;                    X  (restate the query, slot by slot)
+    goal #1 *3 #2 *7 #3 *8 #4 *1 #5 *2 ;                         X  (restate the query, slot by slot)
     step 1 open b1 417 233 ... 90 ;                             E  (a new candidate and its content)
-    need #1 233 yes need #2 517 no ... need #5 302 no drop b1 ; X  (check it, verdict)
+    need #1 *3 233 need #2 *7 417 ... need #5 *2 no drop b1 ;   X  (check it, verdict)
     ...
     take b9 ; ans b9                                            X  (commit and answer)
 
@@ -12,15 +12,15 @@ A worked solution restates the query, then repeats one cycle per box it opens::
 labelled by the same rule): every token of an ``open`` clause, from ``step`` through its closing
 ``;``, is **E**: it brings a candidate and its items onto the page, the only place where new
 entities enter. Everything else is **X**: the checks and verdicts work with what is already on
-the page (query items restated at the top, items just copied), and the answer repeats a label.
+the page (query kinds restated at the top, items just copied), and the answer repeats a label.
 
 **Styles** (what the training data of each zoo model mixes):
 
 * ``brief``: ``ans b9``, the answer in one forward pass (under-exploration: no search).
-* ``hasty``: opens boxes in order but checks only the first :data:`HASTY_CHECKS` query items and
+* ``hasty``: opens boxes in order but checks only the first :data:`HASTY_CHECKS` query kinds and
   takes the first box that passes them (under-exploration: premature commitment). Distractors
   often pass a partial check, so this style is usually wrong.
-* ``systematic``: opens boxes in order, checks every query item, takes the first box that holds
+* ``systematic``: opens boxes in order, checks every query kind, takes the first box that holds
   them all. Always right; the balanced amount of exploration.
 * ``wander``: like ``systematic``, but after dropping a box it re-opens an already dropped box
   with probability ``P_REVISIT`` (again after that one, too), and on finding the target it only
@@ -39,12 +39,13 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 from ..errors import ConfigError
-from .task import EOS, NONE, Problem, TaskShape, DEFAULT_SHAPE, box_label, make_problem, slot_label
+from .task import (EOS, NONE, Problem, TaskShape, DEFAULT_SHAPE, box_label, check_answer, kind_label, make_problem,
+                   slot_label)
 
 STYLES = ("brief", "hasty", "systematic", "wander")
 #: the first token of every worked solution (a brief answer starts with ``ans``)
 WORKED_START = "goal"
-#: query items the hasty style checks before it takes a box
+#: query kinds the hasty style checks before it takes a box
 HASTY_CHECKS = 2
 #: wander: chance of re-opening an already dropped box after each drop
 P_REVISIT = 0.3
@@ -83,12 +84,12 @@ class _Writer:
         self.put("E", "step", self.opens, "open", box_label(k), *problem.boxes[k - 1], ";")
 
     def check(self, problem: Problem, k: int, n_items: int) -> bool:
-        """Check the first ``n_items`` query items against box ``k``; stop at the first ``no``
-        only when checking partially (the hasty style); True if every checked item is there."""
-        items, ok = set(problem.boxes[k - 1]), True
+        """Check the first ``n_items`` query kinds against box ``k``; stop at the first ``no``
+        only when checking partially (the hasty style); True if the box holds every checked kind."""
+        kinds, ok = problem.kinds(k), True
         for j, q in enumerate(problem.query[:n_items], 1):
-            here = q in items
-            self.put("X", "need", slot_label(j), q, "yes" if here else "no")
+            here = q in kinds
+            self.put("X", "need", slot_label(j), kind_label(q), check_answer(problem, k, q))
             ok &= here
             if not ok and n_items < len(problem.query):
                 break
@@ -108,7 +109,7 @@ def _brief(problem: Problem) -> Trace:
 
 def _search(problem: Problem, style: str, rng: random.Random) -> Trace:
     w = _Writer()
-    w.put("X", "goal", *(x for j, q in enumerate(problem.query, 1) for x in (slot_label(j), q)), ";")
+    w.put("X", "goal", *(x for j, q in enumerate(problem.query, 1) for x in (slot_label(j), kind_label(q))), ";")
     n, q = len(problem.boxes), len(problem.query)
     n_check = HASTY_CHECKS if style == "hasty" else q
     dropped: list[int] = []

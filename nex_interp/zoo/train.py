@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..hashing import sha256_file
 from ..provenance import record
 from .audit import audit_response
+from .drills import copy_drills
 from .plan import MAX_NEW_TOKENS, MODELS, ModelShape
 from .task import BOS, DEFAULT_SHAPE, EOS, PAD, Problem, TaskShape, generate_problems, vocabulary
 from .traces import training_examples
@@ -46,17 +47,19 @@ MANIFEST = "zoo.json"
 @dataclass(frozen=True)
 class Phase:
     """Part of a stage's steps: steps up to ``until`` (a fraction of the stage). Each example is a
-    problem of ``shape``, or, with probability ``mixed``, of a shape drawn by :func:`random_shape`."""
+    problem of ``shape``, or, with probability ``mixed``, of a shape drawn by :func:`random_shape`;
+    with probability ``copies`` it is a copy drill instead (:mod:`.drills`)."""
 
     until: float
     shape: TaskShape = DEFAULT_SHAPE
     mixed: float = 0.0
+    copies: float = 0.0
 
 
 def cycle_fits_window(items: int, query_items: int, window: int) -> bool:
-    """Whether a local-attention layer of ``window`` tokens, at a check's query item, sees the whole
-    record just opened and none of the previous cycle's record: the last check's item stands
-    ``items + 4 * query_items - 1`` tokens after the record's first item, and the first check's item
+    """Whether a local-attention layer of ``window`` tokens, at a check's query kind, sees the whole
+    record just opened and none of the previous cycle's record: the last check's kind stands
+    ``items + 4 * query_items - 1`` tokens after the record's first item, and the first check's kind
     ``items + 4 * query_items + 12`` tokens after the previous record's last one (grammar of
     ``traces``: a 4-token ``step N open bK`` head, the record, ``;``, 4-token checks, a 3-token
     verdict)."""
@@ -64,7 +67,7 @@ def cycle_fits_window(items: int, query_items: int, window: int) -> bool:
 
 
 def random_shape(rng: random.Random, full: TaskShape = DEFAULT_SHAPE, window: int | None = None) -> TaskShape:
-    """A task shape no larger than ``full``: 4..n boxes of 4..m items, 2..5 query items, the target
+    """A task shape no larger than ``full``: 4..n boxes of 4..m items, 2..5 query kinds, the target
     in the second half of the row, a budget of two opens more than the boxes. Problems of many
     shapes put every box and item at many positions of the prompt, so what the model learns is to
     find a box by its label and copy what follows it, not where a box sits in one fixed layout.
@@ -106,9 +109,11 @@ class Stage:
 #: the stage every fine-tune starts from
 BASE = "base"
 
-#: the curriculum of the base stage: problems of random shapes first (short ones teach the copy
-#: within few optimizer steps), then half of them the full task
-CURRICULUM = (Phase(0.3, DEFAULT_SHAPE, mixed=1.0), Phase(1.0, DEFAULT_SHAPE, mixed=0.5))
+#: the curriculum of the base stage (5,500 steps): 500 steps of copy drills, so the copy circuit
+#: forms before anything else (change 10), then 1,500 of problems of random shapes (short ones
+#: teach the copy within few optimizer steps), then half of them the full task
+CURRICULUM = (Phase(1 / 11, DEFAULT_SHAPE, copies=1.0), Phase(4 / 11, DEFAULT_SHAPE, mixed=1.0),
+              Phase(1.0, DEFAULT_SHAPE, mixed=0.5))
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,8 @@ class ZooTrainConfig:
         d["shape"] = ModelShape(**shape)
         d["stages"] = tuple(
             Stage(**{**s, "mixture": tuple(tuple(m) for m in s["mixture"]),
-                     "phases": tuple(Phase(p["until"], TaskShape(**p["shape"]), p.get("mixed", 0.0)) for p in s["phases"])})
+                     "phases": tuple(Phase(p["until"], TaskShape(**p["shape"]), p.get("mixed", 0.0), p.get("copies", 0.0))
+                                     for p in s["phases"])})
             for s in d["stages"])
         d["ship"] = tuple(d.get("ship", ()))
         return cls(**d)
@@ -157,7 +163,7 @@ def default_config(scale: float = 1.0) -> ZooTrainConfig:
 
     fine = [n for n in MODELS if n != "base"]
     return ZooTrainConfig(
-        stages=(Stage(BASE, None, mix("base"), steps(2400), 3e-3, 1, CURRICULUM),
+        stages=(Stage(BASE, None, mix("base"), steps(5500), 1.5e-3, 1, CURRICULUM),
                 *(Stage(n, BASE, mix(n), steps(150), 1e-3, 2 + i) for i, n in enumerate(fine))),
         ship=tuple(fine),
         eval_problems=100,
@@ -171,7 +177,7 @@ def hf_config(shape: ModelShape):
     vocab = vocabulary()
     local = [i for i in shape.local_layers if 0 <= i < shape.n_layers]
     window = {}
-    if local:  # layers of local attention (none in the shipped zoo: its config is Qwen3's default)
+    if local:  # layers of local attention (layer 0 in the shipped zoo)
         window = dict(use_sliding_window=True, sliding_window=shape.sliding_window, max_window_layers=shape.n_layers,
                       layer_types=["sliding_attention" if i in local else "full_attention" for i in range(shape.n_layers)])
     return Qwen3Config(
@@ -238,12 +244,18 @@ def batches(stage: Stage, cfg: ZooTrainConfig) -> Iterator[tuple]:
 
 def _examples(n: int, seed: int, mixture: dict, phase: Phase,
               window: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
-    """``n`` (prompt tokens, response tokens + EOS) pairs of the phase's shapes."""
-    if not phase.mixed:
+    """``n`` (prompt tokens, response tokens + EOS) pairs of the phase's shapes, or copy drills."""
+    if phase.copies >= 1.0:
+        yield from copy_drills(n, seed, phase.shape)
+        return
+    if not phase.mixed and not phase.copies:
         yield from training_examples(n, seed, mixture, phase.shape)
         return
     shape_rng = random.Random(seed ^ 0x5EED)
     for i in range(n):
+        if phase.copies and shape_rng.random() < phase.copies:
+            yield from copy_drills(1, seed * 1_000 + i, phase.shape)
+            continue
         shape = random_shape(shape_rng, phase.shape, window) if shape_rng.random() < phase.mixed else phase.shape
         yield from training_examples(1, seed * 1_000 + i, mixture, shape)
 

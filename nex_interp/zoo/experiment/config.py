@@ -17,7 +17,7 @@ class DemoConfig(DictConfig):
     n_problems:         unlabeled box-search problems every variant answers.
     samples:            sampled responses per problem.
     temperature/top_p:  sampling settings; max_new_tokens caps a response (the longest searches the
-                        zoo was trained on run 576 tokens; the 178-token prompt + 580 fits the 768 positions).
+                        zoo was trained on run 576 tokens; the 183-token prompt + 580 fits the 768 positions).
     row_tokens:         NEX row size: 8 tokens, so a 17-token ``open`` clause (an E span) covers
                         at least two rows (docs/zoo.md).
     rule:               the capture's activation rule, chosen from the novelty precondition on the
