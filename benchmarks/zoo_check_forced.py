@@ -1,11 +1,12 @@
-"""Teacher-forced diagnosis of a zoo model's checks (issue 13; docs/zoo-design.md, changes 8-9).
+"""Teacher-forced diagnosis of a zoo model's checks (issue 13; docs/zoo-design.md, changes 8-11).
 
 A greedy audit mixes two failures: a wrong copy of the record, and a wrong check of a right one.
 This script feeds the model reference ``systematic`` traces (every record right) and reads, at
-each check's kind (``need #j *d``), whether the model ranks the true answer first among all tokens:
-the record's item of that kind when it holds one (change 11's checks), else ``no``. It also reports, per attention head of every layer, the mean attention mass that the
-check's kind puts on the items of that kind in the record just opened (when the record holds
-one): a head that does the check by looking at the record puts its mass there.
+each check's kind (``need #j *d``), whether the model ranks the true answer first among all
+tokens: the record's item of that kind when it holds one (change 11's checks), else ``no``. It
+also reports, per attention head of every layer, the mean attention mass that the check's kind
+puts on the items of that kind in the record just opened (when the record holds one): a head that
+does the check by looking at the record puts its mass there.
 
 Usage: ``python benchmarks/zoo_check_forced.py --model DIR [--problems 30]``. Prints one JSON
 object. (Change 8 ran an earlier version on the item checks of changes 5-8, at commit 07fff89.)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from typing import Iterator
 
-from .task import BOS, DEFAULT_SHAPE, EOS, WORDS, TaskShape, vocabulary
+from .task import BOS, DEFAULT_SHAPE, EOS, PAD, UNK, WORDS, TaskShape, vocabulary
 
 #: shortest and longest drill sequence (the prompt holds one copy, the response the other)
 MIN_LEN, MAX_LEN = 20, 120
@@ -23,8 +23,8 @@ MIN_LEN, MAX_LEN = 20, 120
 
 def content_tokens(shape: TaskShape = DEFAULT_SHAPE) -> list[str]:
     """Tokens a drill draws from: every token but the specials and the grammar words."""
-    skip = {*WORDS}
-    return [t for t in vocabulary(shape)[4:] if t not in skip]
+    skip = {BOS, EOS, PAD, UNK, *WORDS}
+    return [t for t in vocabulary(shape) if t not in skip]
 
 
 def copy_drills(n: int, seed: int, shape: TaskShape = DEFAULT_SHAPE) -> Iterator[tuple[list[str], list[str]]]:
